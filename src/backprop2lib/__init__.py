@@ -1,0 +1,16 @@
+"""backprop2lib: the small library behind the backprop2 book.
+
+One module per concept:
+
+* ``profiles``   - smoke / paper / full experiment scales
+* ``runtime``    - seeding and device choice
+* ``models``     - batched functional networks (parameters stacked over tasks)
+* ``tasks``      - task distributions sampled in one batched call
+* ``meta``       - meta-learners (MAML, first-order MAML, Reptile, pretrained) and evaluation
+* ``stats``      - means, confidence intervals, divergence counts
+* ``claims``     - the chapter claims that notebooks assert and print
+* ``plotting``   - the house style
+* ``run``        - the parallel papermill runner (``python -m backprop2lib.run``)
+"""
+
+__version__ = "0.1.0"

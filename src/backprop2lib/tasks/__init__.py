@@ -1,0 +1,3 @@
+from .sinusoid import SinusoidTasks, TaskBatch
+
+__all__ = ["SinusoidTasks", "TaskBatch"]
