@@ -74,3 +74,10 @@ def test_claims_print_verdicts_and_fail_loudly(capsys):
         claims.assert_all()
     with pytest.raises(ValueError, match="twice"):
         claims.check("A holds", True)
+
+
+def test_summarise_counts_blown_up_values_as_diverged():
+    s = summarise([1.0, 2.0, 3.0, 1e30], diverged_above=1e6)
+    assert s.mean == 2.0 and s.n_diverged == 1
+    with pytest.raises(ValueError, match="diverged_above"):
+        summarise([1.0], diverged_above=0)

@@ -281,3 +281,14 @@ def test_job_that_dies_without_a_result_is_a_failure(tmp_path):
     result = _finish(job, "cpu", -9, 1.0, write_back=True)
     assert not result.ok and result.error_name == "JobCrashed" and "-9" in result.error_message
     assert job.notebook.read_bytes() == before
+
+
+@pytest.mark.slow
+def test_cell_timeout_fails_the_notebook_and_names_the_cell(tmp_path):
+    path = write_notebook(tmp_path / "01_slow.ipynb", "x = 1", "import time\ntime.sleep(60)")
+    before = path.read_bytes()
+    [result] = run_notebooks([path], profile="paper", root=tmp_path, gpu_ids=[], cores=2, progress=False,
+                             timeout=2, start_timeout=120)
+    assert not result.ok and result.cell_index == 2 and "Timeout" in result.error_name
+    assert result.wall_time_s < 40
+    assert path.read_bytes() == before

@@ -12,6 +12,11 @@ from ..stats import Summary, summarise
 from ..tasks.sinusoid import SinusoidTasks, TaskBatch
 
 
+# Sinusoid targets have |y| <= 5, so even predicting 0 gives an MSE below 12.5; an error
+# above 1e6 means the adaptation ran away, whether or not it has overflowed yet.
+DIVERGED_ABOVE = 1e6
+
+
 @dataclass(frozen=True)
 class AdaptationCurve:
     """Grid MSE of every held-out task after 0..steps adaptation steps: ``mse[step, task]``."""
@@ -20,6 +25,7 @@ class AdaptationCurve:
     k_shot: int
     inner_lr: float
     mse: np.ndarray
+    diverged_above: float = DIVERGED_ABOVE
 
     @property
     def steps(self) -> int:
@@ -29,7 +35,7 @@ class AdaptationCurve:
         """Mean, 95% CI and the number of diverged (non-finite) tasks after ``step`` steps."""
         if not 0 <= step <= self.steps:
             raise ValueError(f"step: expected 0..{self.steps}, got {step}")
-        return summarise(self.mse[step])
+        return summarise(self.mse[step], diverged_above=self.diverged_above)
 
     def summaries(self) -> list[Summary]:
         return [self.at(s) for s in range(self.steps + 1)]
@@ -59,12 +65,14 @@ def evaluate_adaptation(
     grid_points: int = 1000,
     seed: int = 1234,
     device: torch.device | str = "cpu",
+    diverged_above: float = DIVERGED_ABOVE,
 ) -> AdaptationCurve:
     """Adapt ``params`` to ``n_tasks`` new tasks from ``k_shot`` points each, all tasks at once.
 
     The tasks come from ``seed`` alone, so every method is evaluated on the same
-    tasks and support points (a paired comparison). Diverged tasks (NaN/inf) stay
-    in ``mse`` as non-finite values and are counted by :meth:`AdaptationCurve.at`.
+    tasks and support points (a paired comparison). Diverged tasks (NaN, inf, or an
+    error above ``diverged_above``) stay in ``mse`` as they are and are counted, not
+    averaged, by :meth:`AdaptationCurve.at`.
     """
     generator = torch.Generator().manual_seed(seed)
     batch = tasks.sample(n_tasks, k_shot, 0, generator=generator, device=device)
@@ -72,7 +80,7 @@ def evaluate_adaptation(
     y_grid = tasks.target(batch.amplitude, batch.phase, x_grid)
     params = tuple(p.detach().to(device) for p in params)
     mse = _grid_mse_per_step(model, params, batch, x_grid, y_grid, steps, inner_lr)
-    return AdaptationCurve(method, k_shot, inner_lr, mse.double().cpu().numpy())
+    return AdaptationCurve(method, k_shot, inner_lr, mse.double().cpu().numpy(), diverged_above)
 
 
 @torch.no_grad()

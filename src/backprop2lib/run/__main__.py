@@ -13,7 +13,14 @@ from pathlib import Path
 from backprop2lib.profiles import ENV_VAR, PROFILES, resolve_profile
 
 from .notebooks import is_stale
-from .runner import DEFAULT_START_TIMEOUT, DEFAULT_TIMEOUT, NOTEBOOK_GLOB, default_notebooks, format_table, run_notebooks
+from .runner import (
+    DEFAULT_START_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    NOTEBOOK_GLOB,
+    default_notebooks,
+    format_table,
+    run_notebooks,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--start-timeout", type=int, default=DEFAULT_START_TIMEOUT,
                         help=f"kernel start timeout in seconds (default {DEFAULT_START_TIMEOUT})")
     selection = parser.add_mutually_exclusive_group()
-    selection.add_argument("--stale", action="store_true", help="run only notebooks whose stamp is missing or out of date")
+    selection.add_argument("--stale", action="store_true",
+                           help="run only notebooks whose stamp is missing or out of date")
     selection.add_argument("--list-stale", action="store_true", help="print the stale notebooks and exit 0")
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="where executed notebooks go (smoke default: _build/smoke; paper/full default: in place)")

@@ -102,8 +102,8 @@ def run_job(
     input_path: Path,
     output_path: Path,
     profile: str,
-    timeout: float,
-    start_timeout: float,
+    timeout: int,
+    start_timeout: int,
     device: str,
 ) -> dict:
     """Execute the notebook; never raises for notebook problems, returns the result."""
@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, required=True, help="scratch path for the executed notebook")
     parser.add_argument("--result", type=Path, required=True, help="where to write the JSON result")
     parser.add_argument("--profile", required=True)
-    parser.add_argument("--timeout", type=float, required=True, help="per-cell execution timeout (s)")
-    parser.add_argument("--start-timeout", type=float, required=True, help="kernel start timeout (s)")
+    parser.add_argument("--timeout", type=int, required=True, help="per-cell execution timeout (s)")
+    parser.add_argument("--start-timeout", type=int, required=True, help="kernel start timeout (s)")
     parser.add_argument("--device", default="cpu", help="slot label, echoed into the result")
     args = parser.parse_args(argv)
 

@@ -200,7 +200,8 @@ def _progress_line(result: JobResult) -> str:
         line += " (retried after a dead kernel)"
     if not result.ok:
         where = f"cell {result.cell_index}: " if result.cell_index is not None else ""
-        line += f"\n       {where}{result.error_name}: {_truncate(result.error_message or '', 200)}\n       log: {result.log_path}"
+        message = _truncate(result.error_message or "", 200)
+        line += f"\n       {where}{result.error_name}: {message}\n       log: {result.log_path}"
     return line
 
 
