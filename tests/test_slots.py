@@ -102,3 +102,10 @@ def test_parent_never_imports_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_threads_per_job_overrides_the_core_split():
+    assert {s.env["OMP_NUM_THREADS"] for s in plan_slots(0, 1, cpu_jobs=1, cores=8, threads_per_job=1)} == {"1"}
+    assert {s.env["MKL_NUM_THREADS"] for s in plan_slots(1, 2, cores=16, threads_per_job=3)} == {"3"}
+    with pytest.raises(ValueError):
+        plan_slots(0, 1, 1, 2, threads_per_job=0)

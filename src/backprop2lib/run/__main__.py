@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=None,
                         help="CPU workers when no GPU is visible (default: one per core, at most one per notebook)")
     parser.add_argument("--jobs-per-gpu", type=int, default=1, help="concurrent jobs sharing each GPU (default 1)")
+    parser.add_argument("--threads-per-job", type=int, default=None,
+                        help="OMP/MKL threads per job (default: cores // concurrent jobs)")
     parser.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT,
                         help=f"per-cell execution timeout in seconds (default {DEFAULT_TIMEOUT})")
     parser.add_argument("--start-timeout", type=int, default=DEFAULT_START_TIMEOUT,
@@ -73,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--jobs must be at least 1")
     if args.jobs_per_gpu < 1:
         parser.error("--jobs-per-gpu must be at least 1")
+    if args.threads_per_job is not None and args.threads_per_job < 1:
+        parser.error("--threads-per-job must be at least 1")
     root = (args.root or Path.cwd()).resolve()
     notebooks = list(args.notebooks) or default_notebooks(root)
     missing = [str(path) for path in notebooks if not Path(path).is_file()]
@@ -93,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         results = run_notebooks(
-            notebooks, profile=profile, jobs=args.jobs, jobs_per_gpu=args.jobs_per_gpu, timeout=args.timeout,
+            notebooks, profile=profile, jobs=args.jobs, jobs_per_gpu=args.jobs_per_gpu,
+            threads_per_job=args.threads_per_job, timeout=args.timeout,
             start_timeout=args.start_timeout, root=root, output_dir=args.output_dir, log_dir=args.log_dir,
             records_path=args.records, progress=not args.no_progress,
         )

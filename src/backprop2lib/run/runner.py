@@ -239,6 +239,7 @@ def run_notebooks(
     records_path: str | Path | None = None,
     gpu_ids: Sequence[str] | None = None,
     cores: int | None = None,
+    threads_per_job: int | None = None,
     package_root: str | Path | None = None,
     progress: bool = True,
 ) -> list[JobResult]:
@@ -247,7 +248,8 @@ def run_notebooks(
     ``paper``/``full`` write each successful notebook back in place (or into
     ``output_dir`` if given); ``smoke`` writes into ``output_dir`` (default
     ``<root>/_build/smoke``) and never touches the notebooks. ``gpu_ids``/``cores``
-    override detection (tests, or pinning a run by hand).
+    override detection (tests, or pinning a run by hand); ``threads_per_job``
+    overrides the BLAS/OpenMP threads each job gets (default: cores // slots).
     """
     profile_name = resolve_profile(profile).name  # ValueError names the valid profiles
     root = Path(root or Path.cwd()).resolve()
@@ -274,7 +276,7 @@ def run_notebooks(
     gpu_ids = detect_gpu_ids() if gpu_ids is None else list(gpu_ids)
     cores = cores or available_cores()
     cpu_jobs = jobs if jobs is not None else default_cpu_jobs(len(paths), cores)
-    slots = plan_slots(len(gpu_ids), jobs_per_gpu, cpu_jobs, cores, gpu_ids=gpu_ids)
+    slots = plan_slots(len(gpu_ids), jobs_per_gpu, cpu_jobs, cores, gpu_ids=gpu_ids, threads_per_job=threads_per_job)
 
     planned: list[_Job] = []
     for path in paths:

@@ -76,6 +76,7 @@ def plan_slots(
     cpu_jobs: int = 1,
     cores: int = 1,
     gpu_ids: Sequence[str] | None = None,
+    threads_per_job: int | None = None,
 ) -> list[Slot]:
     """The slots for a run, as a pure function of the machine (so tests can fake it).
 
@@ -87,7 +88,9 @@ def plan_slots(
     Without GPUs: ``cpu_jobs`` slots (at most ``cores``) with ``CUDA_VISIBLE_DEVICES=""``
     so accidental GPU use fails loudly instead of silently running elsewhere.
 
-    Every job gets ``cores // slots`` (at least 1) BLAS/OpenMP threads.
+    Every job gets ``cores // slots`` (at least 1) BLAS/OpenMP threads, or
+    ``threads_per_job`` when given (tiny-op workloads can run faster on one thread:
+    see benchmarks/runner_parallel.py).
     """
     if n_gpus < 0:
         raise ValueError(f"n_gpus must be >= 0, got {n_gpus}")
@@ -97,16 +100,18 @@ def plan_slots(
         raise ValueError(f"cpu_jobs must be >= 1, got {cpu_jobs}")
     if cores < 1:
         raise ValueError(f"cores must be >= 1, got {cores}")
+    if threads_per_job is not None and threads_per_job < 1:
+        raise ValueError(f"threads_per_job must be >= 1, got {threads_per_job}")
     if n_gpus > 0:
         ids = [str(i) for i in range(n_gpus)] if gpu_ids is None else [str(i) for i in gpu_ids]
         if len(ids) != n_gpus:
             raise ValueError(f"gpu_ids has {len(ids)} entries for n_gpus={n_gpus}")
-        threads = _thread_env(max(1, cores // (n_gpus * jobs_per_gpu)))
+        threads = _thread_env(threads_per_job or max(1, cores // (n_gpus * jobs_per_gpu)))
         return [
             Slot(device=f"cuda:{index}", env={"CUDA_VISIBLE_DEVICES": ids[index], **threads})
             for _ in range(jobs_per_gpu)
             for index in range(n_gpus)
         ]
     workers = min(cpu_jobs, cores)
-    threads = _thread_env(max(1, cores // workers))
+    threads = _thread_env(threads_per_job or max(1, cores // workers))
     return [Slot(device="cpu", env={"CUDA_VISIBLE_DEVICES": "", **threads}) for _ in range(workers)]
