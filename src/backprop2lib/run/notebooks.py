@@ -100,12 +100,13 @@ def _clean_output(output: dict) -> None:
 def clean_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Strip run-to-run noise from an executed notebook, in place (also returned).
 
-    Keeps the outputs, the ``parameters`` tag and papermill's ``injected-parameters``
-    cell (its source only says which profile ran; the stamp ignores it).
+    Keeps the outputs and the ``parameters`` tag. Drops papermill's ``injected-parameters``
+    cell: left in a committed notebook, its ``profile = "paper"`` would override
+    ``$BACKPROP2_PROFILE`` for nbval and JupyterLab. The profile that ran is in the stamp.
     """
     nb.metadata.pop("papermill", None)
     nb.metadata.pop("widgets", None)
-    nb.cells = [cell for cell in nb.cells if ERROR_MARKER_TAG not in _tags(cell)]
+    nb.cells = [cell for cell in nb.cells if not {ERROR_MARKER_TAG, INJECTED_TAG} & set(_tags(cell))]
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
