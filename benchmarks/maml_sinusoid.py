@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -454,7 +455,10 @@ def run_worker(impl: str, cfg: Config, device: torch.device, threads: int, budge
     est = (time.perf_counter() - t0) / n_warm
     rounds = 5 if 5 * est <= budget_s else 3
     repeats = int(max(1, min(500, budget_s / (rounds * est))))
-    seconds = time_per_call(step, repeats=repeats, warmup=0, rounds=rounds, device=device)
+    # time_per_call's median over rounds, one round per call so the spread can be reported too
+    per_round = sorted(time_per_call(step, repeats=repeats, warmup=0, rounds=1, device=device)
+                       for _ in range(rounds))
+    seconds = statistics.median(per_round)
 
     if cuda:
         peak_extra = torch.cuda.max_memory_allocated(device) - mem_before
@@ -467,7 +471,8 @@ def run_worker(impl: str, cfg: Config, device: torch.device, threads: int, budge
         mem_note = "ru_maxrss (peak could not be reset: may be hidden by an earlier or inherited peak)"
     return dict(impl=impl, config=asdict(cfg), ms=seconds * 1e3, peak_extra_mib=max(0, peak_extra) / 2**20,
                 rss_before_mib=mem_before / 2**20, ru_maxrss_mib=_maxrss_kib() / 1024, repeats=repeats,
-                rounds=rounds, threads=torch.get_num_threads(), device=str(device), mem_note=mem_note)
+                rounds=rounds, round_min_ms=per_round[0] * 1e3, round_max_ms=per_round[-1] * 1e3,
+                threads=torch.get_num_threads(), device=str(device), mem_note=mem_note)
 
 
 def spawn_worker(impl: str, cfg: Config, args) -> dict:
@@ -497,7 +502,10 @@ def table(title: str, cfg: Config, rows: list[dict]) -> str:
         ratio = "1.00 (ours)" if r["impl"] == OURS else ratio
         if not r["mem_note"].startswith(("VmHWM", "cuda")):
             note = (note + "; " if note else "") + "memory: " + r["mem_note"]
-        reps = f"{r['rounds']}×{r['repeats']} calls"
+        spread = r["round_max_ms"] / r["round_min_ms"]
+        reps = f"{r['rounds']}×{r['repeats']} calls, rounds {r['round_min_ms']:.3g}–{r['round_max_ms']:.3g} ms"
+        if spread > 1.5:
+            reps += f" (**noisy**: ×{spread:.1f} spread)"
         out.append(f"| {r['impl']} | {r['ms']:.2f} | {ratio} | {r['peak_extra_mib']:.1f} | "
                    f"{note + '; ' if note else ''}{reps} |")
     return "\n".join(out)
@@ -528,7 +536,8 @@ def header(args, device: torch.device, checks: list[str], total_s: float | None)
         f"inner SGD lr {INNER_LR}, meta-optimiser Adam {META_LR:g} (the same torch.optim.Adam, fused where "
         f"available, for every implementation); one fixed meta-batch per config (seed {SEED})",
         f"- ms: median over rounds of the mean time per meta-iteration "
-        f"(backprop2lib.timing.time_per_call, ~{args.budget:g} s of timing per measurement"
+        f"(backprop2lib.timing.time_per_call, ~{args.budget:g} s of timing per measurement; notes give "
+        f"rounds × calls per round and the fastest and slowest round"
         f"{', --quick' if args.quick else ''}); each (implementation, config) in its own subprocess",
         "- peak extra memory: " + ("torch.cuda.max_memory_allocated minus the allocation right before the "
                                    "timing loop" if device.type == "cuda" else

@@ -115,9 +115,11 @@ def test_cli_written_notebook_is_clean(cli_run):
     assert "papermill" not in nb.metadata
     for cell in nb.cells:
         assert "papermill" not in cell.metadata and "execution" not in cell.metadata
-        if cell.cell_type == "code":
-            assert cell.execution_count is None
-            assert all(out.get("execution_count") is None for out in cell.outputs)
+    # execution counts renumbered 1, 2, 3, ... (never None: nbval rejects unrun cells with outputs)
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code_cells] == list(range(1, len(code_cells) + 1))
+    for c in code_cells:
+        assert all(out.execution_count == c.execution_count for out in c.outputs if out.output_type == "execute_result")
     assert nb.cells[0].metadata.get("tags") == ["parameters"]
     assert not any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
 

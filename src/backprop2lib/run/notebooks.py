@@ -81,10 +81,10 @@ def _coalesce_streams(outputs: list) -> list:
     return merged
 
 
-def _clean_output(output: dict) -> None:
+def _clean_output(output: dict, count: int) -> None:
     kind = output.get("output_type")
     if "execution_count" in output:
-        output["execution_count"] = None
+        output["execution_count"] = count
     if kind == "stream":
         output["text"] = scrub_addresses(collapse_carriage_returns(_join(output["text"])))
     elif kind in ("execute_result", "display_data"):
@@ -107,6 +107,9 @@ def clean_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     nb.metadata.pop("papermill", None)
     nb.metadata.pop("widgets", None)
     nb.cells = [cell for cell in nb.cells if not {ERROR_MARKER_TAG, INJECTED_TAG} & set(_tags(cell))]
+    # Execution counts are renumbered 1, 2, 3, ... over the code cells: the same on every run
+    # (no diff noise), and not None, which nbval reads as "never run" and rejects with outputs.
+    count = 0
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
@@ -114,10 +117,11 @@ def clean_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             del cell.metadata["tags"]
         if cell.cell_type != "code":
             continue
-        cell.execution_count = None
+        count += 1
+        cell.execution_count = count
         cell.outputs = _coalesce_streams(cell.get("outputs", []))
         for output in cell.outputs:
-            _clean_output(output)
+            _clean_output(output, count)
     return nb
 
 
