@@ -20,6 +20,7 @@ from backprop2lib.run.notebooks import (
     read_stamp,
     write_atomic,
 )
+from nbchecks import assert_clean
 
 
 def code(source, tags=None, **extra):
@@ -63,13 +64,7 @@ def executed_notebook():
 def test_clean_removes_papermill_metadata_widgets_and_renumbers_execution_counts():
     nb = clean_notebook(executed_notebook())
     assert "papermill" not in nb.metadata and "widgets" not in nb.metadata
-    for cell in nb.cells:
-        assert "papermill" not in cell.metadata and "execution" not in cell.metadata
-    # execution counts renumbered 1, 2, 3, ... (never None: nbval rejects unrun cells with outputs)
-    code_cells = [c for c in nb.cells if c.cell_type == "code"]
-    assert [c.execution_count for c in code_cells] == list(range(1, len(code_cells) + 1))
-    for c in code_cells:
-        assert all(out.execution_count == c.execution_count for out in c.outputs if out.output_type == "execute_result")
+    assert_clean(nb)
     assert not any("papermill-error-cell-tag" in c.metadata.get("tags", []) for c in nb.cells)
 
 

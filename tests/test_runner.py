@@ -22,6 +22,7 @@ from backprop2lib.run import compute_stamp, is_stale, read_stamp, run_notebooks
 from backprop2lib.run.notebooks import Stamp, add_stamp
 from backprop2lib.run.runner import _finish, _Job, format_table
 from backprop2lib.run.slots import available_cores
+from nbchecks import assert_clean
 
 KERNEL_TIMEOUTS = ["--timeout", "120", "--start-timeout", "120"]
 
@@ -113,13 +114,7 @@ def test_cli_written_notebook_is_clean(cli_run):
     assert not re.search(r"0x[0-9a-f]{6,}", text)
     assert "progress 3/3" in text and "progress 1/3" not in text and "\r" not in text
     assert "papermill" not in nb.metadata
-    for cell in nb.cells:
-        assert "papermill" not in cell.metadata and "execution" not in cell.metadata
-    # execution counts renumbered 1, 2, 3, ... (never None: nbval rejects unrun cells with outputs)
-    code_cells = [c for c in nb.cells if c.cell_type == "code"]
-    assert [c.execution_count for c in code_cells] == list(range(1, len(code_cells) + 1))
-    for c in code_cells:
-        assert all(out.execution_count == c.execution_count for out in c.outputs if out.output_type == "execute_result")
+    assert_clean(nb)
     assert nb.cells[0].metadata.get("tags") == ["parameters"]
     assert not any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
 
