@@ -549,6 +549,10 @@ def header(args, device: torch.device, checks: list[str], total_s: float | None)
                                    "autograd's and the allocator's transient buffers"),
         "- speed ratio: peer ms ÷ ours ms, so > 1 means backprop2lib is faster",
     ]
+    if device.type == "cpu" and args.threads >= (os.cpu_count() or 1):
+        lines.append(f"- caution: {args.threads} threads on {os.cpu_count()} cores: any other load on the machine "
+                     "stalls the OpenMP thread team on every small op (rounds many times slower); rows marked "
+                     "noisy are not to be trusted")
     if total_s is not None:
         lines.append(f"- total runtime of this benchmark: {total_s:.0f} s")
     lines += ["", "Correctness (meta-gradients before the Adam step, against backprop2lib):", ""]
