@@ -1,0 +1,62 @@
+import re
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from backprop2lib.appendix import benchmarks_page, chapter_records, reproducibility_page, write_pages
+from backprop2lib.run.notebooks import add_stamp, compute_stamp
+
+
+def _chapter(root, name, code="import backprop2lib.stats\nprint(1)", stamped=True):
+    nb = new_notebook(cells=[new_markdown_cell(f"# Title of {name}"), new_code_cell(code)])
+    if stamped:
+        add_stamp(nb, compute_stamp(nb, "paper"), device="cpu", wall_time_s=12.3, executed="2026-01-02T03:04:05+00:00")
+    path = root / "notebooks" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+    return path
+
+
+def test_records_report_fresh_stale_unstamped_and_corrupt_notebooks(tmp_path):
+    _chapter(tmp_path, "01_fresh.ipynb")
+    stale = _chapter(tmp_path, "02_stale.ipynb")
+    nb = nbformat.read(str(stale), as_version=4)
+    nb.cells[1].source += "\nprint(2)"  # code changed after the run
+    nbformat.write(nb, str(stale))
+    _chapter(tmp_path, "03_never_run.ipynb", stamped=False)
+    (tmp_path / "notebooks" / "04_broken.ipynb").write_text("{not json")
+    (tmp_path / "notebooks" / "scratch.ipynb").write_text("{}")  # not a chapter: ignored
+    records = {r["notebook"]: r for r in chapter_records(tmp_path)}
+    assert sorted(records) == ["01_fresh.ipynb", "02_stale.ipynb", "03_never_run.ipynb", "04_broken.ipynb"]
+    assert records["01_fresh.ipynb"]["fresh"] is True
+    assert records["01_fresh.ipynb"]["title"] == "Title of 01_fresh.ipynb"
+    assert records["01_fresh.ipynb"]["wall_time_s"] == 12.3 and records["01_fresh.ipynb"]["profile"] == "paper"
+    assert records["02_stale.ipynb"]["fresh"] is False
+    assert records["03_never_run.ipynb"]["fresh"] is False and records["03_never_run.ipynb"]["profile"] is None
+    assert "unreadable" in records["04_broken.ipynb"]["error"]
+
+    page = reproducibility_page(tmp_path)
+    row = {line.split(" ")[1]: line for line in page.splitlines() if line.startswith("| 0")}
+    assert "| paper | cpu | 12 s | 0.1.0 | 2026-01-02 | yes |" in row["01_fresh.ipynb"]
+    assert "**no**" in row["02_stale.ipynb"]
+    assert "no stamp" in row["03_never_run.ipynb"] and "unreadable" in row["04_broken.ipynb"]
+
+
+def test_benchmark_page_nests_result_files_without_skipping_heading_levels(tmp_path):
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    (results / "a.md").write_text("# Result A\n\ntext\n\n### Config 1\n\n| x |\n|---|\n| 1 |\n")
+    page = benchmarks_page(tmp_path)
+    levels = [len(m.group(1)) for m in re.finditer(r"^(#+) ", page, flags=re.MULTILINE)]
+    assert levels == [1, 2, 3]  # page title, file title, config: consecutive
+    assert "From `benchmarks/results/a.md`" in page and "| 1 |" in page
+    assert "No benchmark results" in benchmarks_page(tmp_path / "empty")
+
+
+def test_write_pages_rewrites_only_what_changed(tmp_path):
+    _chapter(tmp_path, "01_fresh.ipynb")
+    first = write_pages(tmp_path)
+    assert [p.name for p in first] == ["reproducibility.md", "benchmarks.md"]
+    mtimes = [p.stat().st_mtime_ns for p in first]
+    write_pages(tmp_path)
+    assert [p.stat().st_mtime_ns for p in first] == mtimes
