@@ -1,6 +1,7 @@
 """The rendered book: built once, then checked the way a reader would see it.
 
-The book is built ONCE per test session with
+The book is built ONCE per test session by the session fixture ``built_book``
+(tests/conftest.py, shared with the browser tests in tests/browser/) with
 
     jupyter-book build <repo> -W --keep-going --path-output <tmp>
 
@@ -10,35 +11,25 @@ in the notebooks and runs no code). To check a build that already exists instead
 names the file holding that build's console output, the warning check runs on it too;
 otherwise the log checks are skipped.
 
-Pages are taken from ``_toc.yml``, so a chapter added there is checked without edits
-here. Chapter pages are the toc entries whose source is a notebook (``.ipynb``).
+Pages are taken from ``_toc.yml`` (tests/bookbuild.py), so a chapter added there is checked
+without edits here. Chapter pages are the toc entries whose source is a notebook (``.ipynb``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-import yaml
+
+from bookbuild import CHAPTERS_CAPTION, ENV_LOG, REPO, TOC, Build, TocEntry, chapter_entries, toc_entries
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
-TOC = REPO / "_toc.yml"
 BIB = REPO / "book" / "references.bib"
-ENV_HTML = "BACKPROP2_BOOK_HTML"
-ENV_LOG = "BACKPROP2_BOOK_LOG"
-BUILD_TIMEOUT_S = 1800
-CHAPTERS_CAPTION = "Chapters"
 BIBLIOGRAPHY_PAGE = "book/references"
 
 CITE_RE = re.compile(r"\{cite(?::[A-Za-z]+)?\}`([^`]*)`")
@@ -47,63 +38,8 @@ WARNING_RE = re.compile(r"\bWARNING\b")
 ERROR_NAME_RE = re.compile(r"\w*Error\b")
 TRACEBACK_TEXT = "Traceback (most recent call last)"
 
-
-# --------------------------------------------------------------------------- the toc
-
-
-@dataclass(frozen=True)
-class TocEntry:
-    file: str  # as written in _toc.yml, without suffix (e.g. "notebooks/01_maml_reptile")
-    caption: str | None  # caption of the part it sits in (None for the root)
-
-    @property
-    def source(self) -> Path:
-        """The source file in the repository (.ipynb or .md; suffix may be omitted in the toc)."""
-        path = REPO / self.file
-        if path.suffix in (".ipynb", ".md", ".rst") and path.exists():
-            return path
-        for suffix in (".ipynb", ".md", ".rst"):
-            candidate = path.with_name(path.name + suffix)
-            if candidate.exists():
-                return candidate
-        return path
-
-    @property
-    def page(self) -> str:
-        """Path of the HTML page relative to the html directory."""
-        stem = self.file
-        for suffix in (".ipynb", ".md", ".rst"):
-            stem = stem.removesuffix(suffix)
-        return stem + ".html"
-
-    @property
-    def is_notebook(self) -> bool:
-        return self.source.suffix == ".ipynb"
-
-
-def _walk(items: list | None, caption: str | None, out: list[TocEntry]) -> None:
-    for item in items or []:
-        if "file" in item:
-            out.append(TocEntry(str(item["file"]), caption))
-        for key in ("sections", "chapters"):
-            _walk(item.get(key), caption, out)
-        if "parts" in item:
-            for part in item["parts"]:
-                _walk(part.get("chapters"), part.get("caption"), out)
-
-
-def toc_entries() -> list[TocEntry]:
-    toc = yaml.safe_load(TOC.read_text(encoding="utf-8"))
-    entries = [TocEntry(str(toc["root"]), None)]
-    for part in toc.get("parts") or []:
-        _walk(part.get("chapters"), part.get("caption"), entries)
-    _walk(toc.get("chapters"), None, entries)
-    _walk(toc.get("sections"), None, entries)
-    return entries
-
-
 ENTRIES = toc_entries()
-CHAPTER_PAGES = [e for e in ENTRIES if e.is_notebook]
+CHAPTER_PAGES = chapter_entries(ENTRIES)
 
 
 def first_chapter() -> TocEntry:
@@ -190,50 +126,10 @@ def is_png_or_svg(path: Path) -> bool:
 # --------------------------------------------------------------------------- the build
 
 
-@dataclass
-class Build:
-    html: Path
-    returncode: int | None  # None when an existing build is reused
-    log: str | None
-    seconds: float | None
-
-
-@pytest.fixture(scope="module")
-def book(tmp_path_factory: pytest.TempPathFactory) -> Build:
-    existing = os.environ.get(ENV_HTML)
-    if existing:
-        html = Path(existing).resolve()
-        assert (html / "index.html").is_file(), f"{ENV_HTML}={existing} is not a built book (no index.html)"
-        log_file = os.environ.get(ENV_LOG)
-        log = Path(log_file).read_text(encoding="utf-8", errors="replace") if log_file else None
-        return Build(html, None, log, None)
-
-    pytest.importorskip("jupyter_book", reason="jupyter-book (dev dependency) is not installed")
-    out = tmp_path_factory.mktemp("book")
-    command = [
-        sys.executable,
-        "-c",
-        "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
-        "build",
-        str(REPO),
-        "-W",
-        "--keep-going",
-        "--path-output",
-        str(out),
-    ]
-    start = time.perf_counter()
-    proc = subprocess.run(
-        command,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        timeout=BUILD_TIMEOUT_S,
-    )
-    seconds = time.perf_counter() - start
-    print(f"jupyter-book build took {seconds:.1f} s")
-    return Build(out / "_build" / "html", proc.returncode, proc.stdout, seconds)
+@pytest.fixture
+def book(built_book: Build) -> Build:
+    """The session's book build (tests/conftest.py: built once, or reused from BACKPROP2_BOOK_HTML)."""
+    return built_book
 
 
 def _log_tail(build: Build, n: int = 60) -> str:
