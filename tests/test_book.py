@@ -285,3 +285,11 @@ def test_required_citations_present() -> None:
     }
     intro_keys = {k for k, files in cited.items() if ENTRIES[0].file in files}
     assert required <= intro_keys, f"the introduction does not cite {sorted(required - intro_keys)}"
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e.file for e in ENTRIES])
+def test_markdown_tables_are_rendered_as_tables(book: Build, entry: TocEntry) -> None:
+    """Result tables printed as Markdown must become HTML tables, not raw pipes."""
+    raw = (book.html / entry.page).read_text(encoding="utf-8")
+    text = re.sub(r"<[^>]+>", " ", raw)
+    assert not re.search(r"\|\s*-{3,}\s*\|", text), f"{entry.page} shows a Markdown table as raw text"
