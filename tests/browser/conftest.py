@@ -1,7 +1,8 @@
 """Shared fixtures for the browser tests: Debian's chromium driven by Playwright (sync API).
 
 * ``chromium_path`` (session): ``$BACKPROP2_CHROMIUM``, else ``chromium`` on ``PATH``; the
-  tests are skipped when there is none, or when the ``playwright`` package is missing. A browser
+  tests are skipped when there is none, or when the ``playwright`` package is missing, except
+  under the test command (``BACKPROP2_REQUIRE_BROWSER=1``), where either is a failure. A browser
   is never downloaded (no ``playwright install``).
 * ``browser`` (session): one headless chromium for the whole session.
 * ``new_page`` (function): a factory, ``new_page(**context_options) -> Page``; each page gets its
@@ -60,13 +61,19 @@ def chromium_path() -> str:
         return path
     path = shutil.which("chromium")
     if path is None:
-        pytest.skip(f"no chromium on PATH (install Debian's chromium or set {ENV_CHROMIUM})")
+        message = f"no chromium on PATH (install Debian's chromium or set {ENV_CHROMIUM})"
+        if os.environ.get("BACKPROP2_REQUIRE_BROWSER") == "1":  # the test command: a missing browser is a failure
+            pytest.fail(message)
+        pytest.skip(message)
     return path
 
 
 @pytest.fixture(scope="session")
 def browser(chromium_path: str) -> Iterator:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev dependency) is not installed")
+    if os.environ.get("BACKPROP2_REQUIRE_BROWSER") == "1":
+        import playwright.sync_api as sync_api
+    else:
+        sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev dependency) is not installed")
     playwright = sync_api.sync_playwright().start()
     try:
         browser = playwright.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
