@@ -7,6 +7,17 @@ import torch
 from ..models.mlp import MLP, Params
 
 
+def sgd_step(model: MLP, params: Params, x: torch.Tensor, y: torch.Tensor, lr: float, *,
+             first_order: bool = False) -> Params:
+    """One SGD step on every task's ``(x, y)``; see :func:`sgd_adapt` for ``first_order``."""
+    if first_order:
+        with torch.no_grad():
+            _, grads = model.loss_and_grad(params, x, y, check=False, need_loss=False)
+    else:
+        _, grads = model.loss_and_grad(params, x, y, check=False, need_loss=False)
+    return tuple(torch.add(p, g, alpha=-lr) for p, g in zip(params, grads))
+
+
 def sgd_adapt(
     model: MLP,
     params: Params,
@@ -31,10 +42,5 @@ def sgd_adapt(
     if steps == 0:
         return model.expand(params, x.shape[0])
     for _ in range(steps):
-        if first_order:
-            with torch.no_grad():
-                _, grads = model.loss_and_grad(params, x, y, check=False, need_loss=False)
-        else:
-            _, grads = model.loss_and_grad(params, x, y, check=False, need_loss=False)
-        params = tuple(torch.add(p, g, alpha=-lr) for p, g in zip(params, grads))
+        params = sgd_step(model, params, x, y, lr, first_order=first_order)
     return params

@@ -10,6 +10,7 @@ import torch
 from ..models.mlp import MLP, Params
 from ..stats import Summary, summarise
 from ..tasks.sinusoid import SinusoidTasks, TaskBatch
+from .adapt import sgd_step
 
 
 # Sinusoid targets have |y| <= 5, so even predicting 0 gives an MSE below 12.5; an error
@@ -46,8 +47,7 @@ def _grid_mse_per_step(model: MLP, params: Params, batch: TaskBatch, x_grid: tor
                        steps: int, lr: float) -> torch.Tensor:
     out = [model.loss(params, x_grid, y_grid)]
     for _ in range(steps):
-        _, grads = model.loss_and_grad(params, batch.x_support, batch.y_support, check=False)
-        params = tuple(torch.add(p, g, alpha=-lr) for p, g in zip(params, grads))
+        params = sgd_step(model, params, batch.x_support, batch.y_support, lr)
         out.append(model.loss(params, x_grid, y_grid, check=False))
     return torch.stack(out)
 
@@ -91,10 +91,11 @@ def predict_after_adaptation(
     wanted = sorted(set(steps))
     if not wanted or wanted[0] < 0:
         raise ValueError(f"steps: expected non-negative step counts, got {steps!r}")
+    model._check_batch(params, batch.x_support, batch.y_support)
     out = {}
     for step in range(wanted[-1] + 1):
         if step in wanted:
             out[step] = model.forward(params, x)
-        _, grads = model.loss_and_grad(params, batch.x_support, batch.y_support)
-        params = tuple(torch.add(p, g, alpha=-inner_lr) for p, g in zip(params, grads))
+        if step < wanted[-1]:
+            params = sgd_step(model, params, batch.x_support, batch.y_support, inner_lr)
     return out
