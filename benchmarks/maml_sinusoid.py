@@ -143,6 +143,22 @@ def mse(pred, y):
 # ``meta_grad()`` computes the meta-gradient once (no Adam step) for the correctness check;
 # ``step()`` is one meta-iteration (forward + backward + Adam step).
 
+def timed_step(meta_grad, opt):
+    """What one timed meta-iteration is for every MAML implementation: its meta-gradient,
+    then the same Adam update."""
+    def step():
+        meta_grad()
+        opt.step()
+    return step
+
+
+def accumulate_grads(params, grads) -> None:
+    """Add per-task meta-gradients into ``.grad`` by hand (the peers' first-order modes put
+    them on fast weights, not on the meta-parameters)."""
+    for p, g in zip(params, grads):
+        p.grad = g.clone() if p.grad is None else p.grad.add_(g)
+
+
 def build_ours(cfg: Config, model, theta0, batch, device):
     theta = leaf_params(theta0)
     if cfg.algo == "reptile":
@@ -163,11 +179,7 @@ def build_ours(cfg: Config, model, theta0, batch, device):
         loss().backward()
         return tuple(p.grad for p in theta)
 
-    def step():
-        opt.zero_grad(set_to_none=True)
-        loss().backward()
-        opt.step()
-    return meta_grad, step, lambda: theta
+    return meta_grad, timed_step(meta_grad, opt), lambda: theta
 
 
 def build_autograd_loop(cfg: Config, model, theta0, batch, device):
@@ -188,10 +200,7 @@ def build_autograd_loop(cfg: Config, model, theta0, batch, device):
                            first_order=cfg.first_order).backward()
         return tuple(p.grad for p in theta)
 
-    def step():
-        meta_grad()
-        opt.step()
-    return meta_grad, step, lambda: theta
+    return meta_grad, timed_step(meta_grad, opt), lambda: theta
 
 
 def _vmap_forward(params, x):
@@ -245,10 +254,7 @@ def build_vmap(cfg: Config, model, theta0, batch, device):
         batched(theta, batch.x_support, batch.y_support, batch.x_query, batch.y_query).mean().backward()
         return tuple(p.grad for p in theta)
 
-    def step():
-        meta_grad()
-        opt.step()
-    return meta_grad, step, lambda: theta
+    return meta_grad, timed_step(meta_grad, opt), lambda: theta
 
 
 def build_higher(cfg: Config, model, theta0, batch, device):
@@ -273,16 +279,12 @@ def build_higher(cfg: Config, model, theta0, batch, device):
                 if fo:
                     # the fast weights are detached leaves: the (first-order) meta-gradient lands on them
                     grads = torch.autograd.grad(qloss, list(fnet.fast_params))
-                    for p, g in zip(params, grads):
-                        p.grad = g.clone() if p.grad is None else p.grad.add_(g)
+                    accumulate_grads(params, grads)
                 else:
                     qloss.backward()
         return net_grads_as_theta(net)
 
-    def step():
-        meta_grad()
-        meta_opt.step()
-    return meta_grad, step, lambda: net
+    return meta_grad, timed_step(meta_grad, meta_opt), lambda: net
 
 
 def build_torchopt(cfg: Config, model, theta0, batch, device):
@@ -309,18 +311,14 @@ def build_torchopt(cfg: Config, model, theta0, batch, device):
             qloss = mse(net(xq[t]), yq[t]) / T
             if fo:
                 grads = torch.autograd.grad(qloss, list(net.parameters()))
-                for p, g in zip(params, grads):
-                    p.grad = g.clone() if p.grad is None else p.grad.add_(g)
+                accumulate_grads(params, grads)
             else:
                 qloss.backward()
             torchopt.recover_state_dict(net, net_state)
             torchopt.recover_state_dict(inner_opt, opt_state)
         return net_grads_as_theta(net)
 
-    def step():
-        meta_grad()
-        meta_opt.step()
-    return meta_grad, step, lambda: net
+    return meta_grad, timed_step(meta_grad, meta_opt), lambda: net
 
 
 BUILDERS = {
