@@ -27,6 +27,11 @@ class TrainResult:
     config: dict = field(default_factory=dict)
 
     @property
+    def flat(self) -> torch.Tensor:
+        """The parameters as one flat vector [P] (the layout of ``MLP.flatten``)."""
+        return torch.cat([p.reshape(-1) for p in self.params])
+
+    @property
     def iterations_per_second(self) -> float:
         return len(self.losses) / self.seconds if self.seconds > 0 else float("nan")
 

@@ -1,0 +1,104 @@
+"""Beyond backprop2: learn the per-parameter scale by meta-gradient instead of from task variance.
+
+The inner loop is the quadratic regulariser's, k steps of gradient descent from μ on
+
+    E_sup,t(w) + c Σ_i (w_i − μ_i)² / σ_i²,
+
+and (μ, log σ) are trained like MAML: differentiate the query error after the inner loop with
+respect to both (second order, one graph for all tasks) and take an Adam step. backprop2 set σ
+from how far parameters moved on training tasks; here σ is whatever makes adaptation
+generalise best. σ² is kept above α·c (α the inner step) so the inner step on the
+regulariser, whose curvature is 2c/σ², cannot become unstable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..models.mlp import MLP
+from ..scale.adapt import InnerLoop, adapt
+from ..scale.objective import error
+from ..scale.regularisers import QuadraticRegulariser
+from .training import TrainResult, make_adam, run_loop
+
+
+def _regulariser(mean, log_scale, strength: float, inner_lr: float) -> QuadraticRegulariser:
+    variance = torch.exp(2 * log_scale).clamp_min(inner_lr * strength)
+    return QuadraticRegulariser(mean, variance, strength)
+
+
+@dataclass
+class ScaleGradientResult(TrainResult):
+    log_scale: torch.Tensor | None = None  # learned log σ [P]
+    strength: float = 1e-2
+    inner_steps: int = 5
+    inner_lr: float = 0.1
+
+    @property
+    def regulariser(self) -> QuadraticRegulariser:
+        return _regulariser(self.flat, self.log_scale, self.strength, self.inner_lr)
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return self.regulariser.scale
+
+    def adapt(self, model: MLP, x: torch.Tensor, y: torch.Tensor, *, steps: int | None = None):
+        loop = InnerLoop(max_steps=self.inner_steps if steps is None else steps, lr=self.inner_lr)
+        return adapt(model, self.flat, x, y, loop=loop, regulariser=self.regulariser)
+
+
+def scale_gradient_loss(model: MLP, mean: torch.Tensor, log_scale: torch.Tensor, batch, *, inner_steps: int,
+                        inner_lr: float, strength: float) -> torch.Tensor:
+    """Mean query error after the regularised inner loop, differentiable in ``mean`` and ``log_scale``."""
+    regulariser = _regulariser(mean, log_scale, strength, inner_lr)
+    w = adapt(model, mean, batch.x_support, batch.y_support, loop=InnerLoop(max_steps=inner_steps, lr=inner_lr),
+              regulariser=regulariser).params
+    return error(model, w, batch.x_query, batch.y_query, check=False).mean()
+
+
+def train_scale_gradient(
+    model: MLP,
+    tasks,
+    *,
+    iterations: int,
+    meta_batch: int = 25,
+    k_shot: int = 10,
+    k_query: int = 10,
+    inner_steps: int = 5,
+    inner_lr: float = 0.1,
+    strength: float = 1e-2,
+    init_scale: float = 1.0,
+    meta_lr: float = 1e-3,
+    init: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool | None = None,
+) -> ScaleGradientResult:
+    """Adam on (μ, log σ); σ starts at ``init_scale`` for every parameter. ``init``: flat start [P]."""
+    for name, value in (("inner_lr", inner_lr), ("strength", strength), ("init_scale", init_scale)):
+        if not value > 0:
+            raise ValueError(f"{name}: expected a positive number, got {value!r}")
+    if init is None:
+        init = model.flatten(model.init(generator=generator, device=device))
+    mean = init.detach().clone().to(device).requires_grad_(True)
+    log_scale = torch.full_like(mean, float(torch.tensor(init_scale).log())).requires_grad_(True)
+    optimiser = make_adam([mean, log_scale], meta_lr)
+    batches = tasks.stream(meta_batch, k_shot, k_query, generator=generator, device=device)
+
+    def step(i: int, batch) -> torch.Tensor:
+        loss = scale_gradient_loss(model, mean, log_scale, batch, inner_steps=inner_steps, inner_lr=inner_lr,
+                                   strength=strength)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        return loss.detach()
+
+    losses, seconds = run_loop("meta-gradient scale", step, batches, iterations, progress=progress)
+    config = dict(iterations=iterations, meta_batch=meta_batch, k_shot=k_shot, k_query=k_query,
+                  inner_steps=inner_steps, inner_lr=inner_lr, strength=strength, init_scale=init_scale,
+                  meta_lr=meta_lr)
+    return ScaleGradientResult("meta-gradient scale", model.unflatten(mean.detach()), losses, seconds, config,
+                               log_scale=log_scale.detach(), strength=strength, inner_steps=inner_steps,
+                               inner_lr=inner_lr)
