@@ -84,8 +84,9 @@ def _backprop2_by_hand(model, tasks, *, rule, iterations, T, N, steps, lr, stren
     w2 = _adapt_by_hand(model, w1[0], first.x_support[1:], first.y_support[1:], steps, lr)
     c = strength
     fit = dict(floor=floor, decay=decay, variant=variant)
-    mu, penalty, rates, _ = _fit_by_hand(rule, torch.cat([w1, w2]), strength=c, **fit)
-    history = {"error_before": [], "error_after": [], "scale_mean": [], "strength": []}
+    mu, penalty, rates, scale = _fit_by_hand(rule, torch.cat([w1, w2]), strength=c, **fit)
+    # the first entry describes the two-task initialisation (no adaptation errors yet)
+    history = {"error_before": [np.nan], "error_after": [np.nan], "scale_mean": [float(scale.mean())], "strength": [c]}
     for _ in range(iterations):
         batch = tasks.sample(T, N, generator=g)
         adapted = _adapt_by_hand(model, mu, batch.x_support, batch.y_support, steps, lr, penalty, rates)
@@ -125,11 +126,11 @@ def test_train_backprop2_equals_a_slow_reference_run(rule, kw, error_scale):
     mu, history = _backprop2_by_hand(MODEL, tasks, **settings)
     torch.testing.assert_close(ours.mean, mu, rtol=1e-4, atol=1e-5)
     for key, values in history.items():
-        assert len(ours.history[key]) == 3
+        assert len(ours.history[key]) == 4
         np.testing.assert_allclose(ours.history[key], values, rtol=1e-4, atol=1e-7, err_msg=key)
-    assert all(len(v) == 3 for v in ours.history.values())
-    np.testing.assert_array_equal(history_array(ours, "steps"), [5.0, 5.0, 5.0])
-    np.testing.assert_array_equal(history_array(ours, "stopped"), [0.0, 0.0, 0.0])
+    assert all(len(v) == 4 for v in ours.history.values())
+    np.testing.assert_array_equal(history_array(ours, "steps"), [np.nan, 5.0, 5.0, 5.0])
+    np.testing.assert_array_equal(history_array(ours, "stopped"), [np.nan, 0.0, 0.0, 0.0])
     assert ours.rule == rule
     if rule in ("quadratic", "eve"):
         torch.testing.assert_close(ours.scale.mean(), torch.tensor(history["scale_mean"][-1]))
@@ -148,12 +149,14 @@ def test_error_scale_de_sets_strength_from_the_improvement():
                            points_per_task=10, loop=InnerLoop(max_steps=4, lr=0.05), strength=coef, floor=1e-2,
                            error_scale="dE", generator=gen(3), progress=False)
     before, after = history_array(ours, "error_before"), history_array(ours, "error_after")
-    np.testing.assert_allclose(history_array(ours, "strength"), coef * np.maximum(before - after, 0), rtol=1e-5)
+    assert history_array(ours, "strength")[0] == pytest.approx(coef)  # no dE before the first iteration
+    np.testing.assert_allclose(history_array(ours, "strength")[1:], coef * np.maximum(before[1:] - after[1:], 0),
+                               rtol=1e-5)
     assert float(ours.regulariser.strength) == pytest.approx(coef * max(before[-1] - after[-1], 0), rel=1e-5)
     constant = train_backprop2(MODEL, tasks, rule="quadratic", outer_iterations=2, tasks_per_iteration=3,
                                points_per_task=10, loop=InnerLoop(max_steps=4, lr=0.05), strength=coef, floor=1e-2,
                                generator=gen(3), progress=False)
-    assert constant.history["strength"] == [coef, coef]
+    assert constant.history["strength"] == [coef, coef, coef]
 
 
 @pytest.mark.parametrize("rule", ["quadratic", "eve"])

@@ -6,7 +6,11 @@ One module per concept:
 * ``runtime``    - seeding and device choice
 * ``models``     - batched functional networks (parameters stacked over tasks)
 * ``tasks``      - task distributions sampled in one batched call
-* ``meta``       - meta-learners (MAML, first-order MAML, Reptile, pretrained) and evaluation
+* ``meta``       - meta-learners (MAML, first-order MAML, Reptile, pretrained, Meta-SGD, the backprop2
+                   meta-learner, meta-gradient scale) and evaluation
+* ``scale``      - flat-vector objectives, regularisers, Eve's learning rates, the regularised inner loop
+* ``optim``      - line search and dynamic terminator, batched over tasks
+* ``experiments``- drivers that train and evaluate a chapter's methods the same way
 * ``stats``      - means, confidence intervals, divergence counts
 * ``claims``     - the chapter claims that notebooks assert and print
 * ``plotting``   - the house style

@@ -14,6 +14,12 @@ METHOD_COLORS = {
     "FOMAML": "#6fa8dc",
     "Reptile": "#38761d",
     "pretrained": "#990000",
+    "Meta-SGD": "#b45f06",
+    "meta-gradient scale": "#674ea7",
+    "backprop2 mean only": "#999999",
+    "backprop2 quadratic": "#cc0000",
+    "backprop2 quartic": "#e69138",
+    "Eve": "#bf9000",
     "target": "#444444",
 }
 _FALLBACK = ["#b45f06", "#674ea7", "#bf9000", "#45818e", "#a64d79"]
@@ -60,6 +66,23 @@ def plot_adaptation_curves(ax, curves: Sequence, *, title: str = "", log: bool =
     ax.set_ylabel("MSE on the dense grid")
     ax.set_title(title)
     ax.legend()
+
+
+def plot_summaries(ax, xs: Sequence, summaries: Mapping[str, Sequence], *, xlabel: str, ylabel: str,
+                   title: str = "", logy: bool = True, logx: bool = False) -> None:
+    """Mean with a 95% CI band against ``xs``, one line per method (``Summary`` objects from ``stats``)."""
+    for name, rows in summaries.items():
+        mean = np.array([r.mean for r in rows])
+        ci = np.array([r.ci95 for r in rows])
+        color = method_color(name)
+        ax.plot(xs, mean, marker="o", ms=3, color=color, label=name)
+        ax.fill_between(xs, mean - ci, mean + ci, color=color, alpha=0.15, lw=0)
+    if logy:
+        ax.set_yscale("log")
+    if logx:
+        ax.set_xscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(fontsize=8)
 
 
 def plot_training_losses(ax, results: Sequence, *, window: int = 500, title: str = "") -> None:

@@ -95,8 +95,9 @@ def train_backprop2(
 
     ``error_scale="constant"``: the regulariser strength is ``strength`` (backprop2's c = 1e-2);
     ``"dE"``: ``strength * max(mean_t dE_t, 0)`` from the previous iteration (an older variant;
-    the first iteration, with no dE yet, uses ``strength`` itself). ``history["strength"][i]``
-    is the strength fitted after iteration i, used by iteration i + 1.
+    the first iteration, with no dE yet, uses ``strength`` itself). ``history`` has one entry for
+    the two-task initialisation, then one per outer iteration; ``history["strength"][i]`` is the
+    strength set at that point, used by the next outer iteration.
     ``init``: flat start ``[P]`` (default: backprop2's N(0, 1) initialisation).
     """
     for name, value, valid in (("rule", rule, RULES), ("error_scale", error_scale, ERROR_SCALES),
@@ -129,8 +130,12 @@ def train_backprop2(
         raise ValueError(f"backprop2 ({rule}): initialisation from two tasks: {err}") from err
     mean = torch.cat([w1, w2]).mean(0)
 
+    # history[...][0] describes the two-task initialisation, [i + 1] outer iteration i
     history: dict[str, list[float]] = {k: [] for k in ("scale_mean", "scale_median", "error_before",
                                                         "error_after", "steps", "stopped", "strength")}
+    spread = torch.cat([w1, w2]).std(0, unbiased=False)
+    _record(history, spread if regulariser is None and rates is None else (regulariser or rates).scale,
+            None, c)
     with progress_bar(outer_iterations, f"backprop2 ({rule})", progress) as bar:
         for it in range(outer_iterations):
             batch = tasks.sample(tasks_per_iteration, points_per_task, generator=generator, device=device,
@@ -150,16 +155,20 @@ def train_backprop2(
             except ValueError as err:
                 raise ValueError(f"backprop2 ({rule}): outer iteration {it}: {err}") from err
             source = regulariser if regulariser is not None else rates
-            scale = res.params.std(0, unbiased=False) if source is None else source.scale
-            history["scale_mean"].append(float(scale.mean()))
-            history["scale_median"].append(float(scale.median()))
-            history["error_before"].append(float(res.error_before.mean()))
-            history["error_after"].append(float(res.error_after.mean()))
-            history["steps"].append(float(res.steps.float().mean()))
-            history["stopped"].append(float(res.stopped.float().mean()))
-            history["strength"].append(float(c))
+            _record(history, res.params.std(0, unbiased=False) if source is None else source.scale, res, c)
             bar.update(1)
     return ScaleModel(rule, mean, regulariser, rates, loop, history, time.perf_counter() - start)
+
+
+def _record(history: dict[str, list[float]], scale: torch.Tensor, res: AdaptResult | None, strength) -> None:
+    nan = float("nan")
+    history["scale_mean"].append(float(scale.mean()))
+    history["scale_median"].append(float(scale.median()))
+    history["error_before"].append(nan if res is None else float(res.error_before.mean()))
+    history["error_after"].append(nan if res is None else float(res.error_after.mean()))
+    history["steps"].append(nan if res is None else float(res.steps.float().mean()))
+    history["stopped"].append(nan if res is None else float(res.stopped.float().mean()))
+    history["strength"].append(float(strength))
 
 
 def history_array(model: ScaleModel, key: str) -> np.ndarray:
