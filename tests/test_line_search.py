@@ -203,3 +203,21 @@ def test_shape_errors():
         line_search(error, w, -grad, grad, e0[:2], s0)
     with pytest.raises(ValueError, match="error0, s"):
         line_search(error, w, -grad, grad, e0, s0[None])
+
+
+def test_evaluating_only_the_searching_rows_gives_the_same_result():
+    """``error_rows`` (used once most tasks have finished searching) changes cost, not results."""
+    h, error, w, grad = _quadratics(T=9, seed=4)
+    s0 = torch.tensor([1e-4, 1e-3, 0.1, 1.0, 10.0, 100.0, 0.05, 3.0, 1e3], dtype=D)  # very different searches
+    e0 = error(w)
+    w_star = w - grad / h[:, None]
+    calls = []
+
+    def rows_error(v, rows):
+        calls.append(len(rows))
+        return 0.5 * h[rows] * (v - w_star[rows]).pow(2).sum(-1)
+
+    full = line_search(error, w, -grad, grad, e0, s0, LineSearch(max_its=20))
+    subset = line_search(error, w, -grad, grad, e0, s0, LineSearch(max_its=20), error_rows=rows_error)
+    assert torch.equal(full[0], subset[0]) and torch.equal(full[1], subset[1]) and full[2] == subset[2]
+    assert calls and max(calls) <= 4  # used, and only for at most half of the 9 tasks

@@ -318,3 +318,22 @@ def test_bad_input():
 def test_inner_loop_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         InnerLoop(**kwargs)
+
+
+def test_adam_adapt_equals_torch_adam_task_by_task():
+    """Batched Adam in the inner loop against torch.optim.Adam run on each task separately."""
+    from backprop2lib.scale import adam_adapt
+
+    model, _, b, start = _setup("tanh", T=3, N=12)
+    res = adam_adapt(model, start, b.x_support, b.y_support, steps=7, lr=0.05)
+    for t in range(3):
+        w = start.clone().requires_grad_(True)
+        opt = torch.optim.Adam([w], lr=0.05)
+        for _ in range(7):
+            opt.zero_grad()
+            _error_one(model, w, b.x_support[t], b.y_support[t]).backward()
+            opt.step()
+        torch.testing.assert_close(res.params[t], w.detach(), rtol=1e-6, atol=1e-8)
+    assert bool((res.steps == 7).all())
+    with pytest.raises(ValueError, match="lr"):
+        adam_adapt(model, start, b.x_support, b.y_support, steps=1, lr=0.0)

@@ -64,6 +64,7 @@ def line_search(
     error0: torch.Tensor,
     s: torch.Tensor,
     settings: LineSearch = LineSearch(),
+    error_rows: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Search every task's step size along ``delta`` from ``w``.
 
@@ -71,6 +72,8 @@ def line_search(
     current (warm-start) step sizes ``[T]``. Returns the new step sizes, the error at
     ``w + s * delta`` for each task, and the number of error evaluations. A task whose
     error is still not finite at the end gets ``s = 0`` (no step), never a NaN parameter.
+    ``error_rows(w_rows, rows)``, if given, evaluates only the tasks ``rows``; it is used once
+    most tasks have finished searching, so the last few searches do not pay for every task.
     """
     if w.dim() != 2 or delta.shape != w.shape or grad.shape != w.shape:
         raise ValueError(f"w, delta, grad: expected equal shapes [T, P], got {tuple(w.shape)}, "
@@ -90,8 +93,14 @@ def line_search(
     for _ in range(settings.max_its):
         if not bool((shrinking | growing).any()):
             break
+        searching = shrinking | growing
         s_try = torch.where(shrinking, s * b, torch.where(growing, s / b, s))
-        e_try = _finite_or_inf(error(w + s_try[:, None] * delta))
+        if error_rows is not None and 2 * int(searching.sum()) <= len(s):
+            rows = searching.nonzero().squeeze(1)
+            e_try = e.clone()  # rows not searching are never taken
+            e_try[rows] = _finite_or_inf(error_rows(w[rows] + s_try[rows, None] * delta[rows], rows))
+        else:
+            e_try = _finite_or_inf(error(w + s_try[:, None] * delta))
         evaluations += 1
         better = e_try < e
         # shrinking stops once the test passes and the error no longer falls; the last

@@ -1,7 +1,7 @@
 """Parameter scale: flat-vector objectives, regularisers, Eve's learning rates and the inner loop
 that uses them (line search, terminator, batched or one task at a time)."""
 
-from .adapt import AdaptResult, InnerLoop, adapt, adapt_one_at_a_time
+from .adapt import AdaptResult, InnerLoop, adam_adapt, adapt, adapt_one_at_a_time
 from .eve import EveRates
 from .objective import error, error_and_grad, point_errors
 from .regularisers import (QUARTIC_VARIANTS, QuadraticRegulariser, QuarticRegulariser, quartic_inverse_scale,
@@ -14,6 +14,7 @@ __all__ = [
     "QUARTIC_VARIANTS",
     "QuadraticRegulariser",
     "QuarticRegulariser",
+    "adam_adapt",
     "adapt",
     "adapt_one_at_a_time",
     "error",

@@ -133,6 +133,21 @@ def adapt(
             e, g = e + r, g + gr
         return e, g
 
+    def value(v, xb, yb):  # the line search needs values only: a forward pass, no backward
+        e = error(model, v, xb, yb, check=False)
+        return e if regulariser is None else e + regulariser.value_and_grad(v)[0]
+
+    def step(v, xb, yb, s, rates_v):
+        """One step for the tasks (rows) given; returns their new parameters and step sizes."""
+        e0, g = objective(v, xb, yb)
+        r = _rates_at(rates_v, v)
+        delta = -g if r is None else -r * g
+        if not fixed:
+            vd = v.detach()
+            s, _, _ = line_search(lambda u: value(u, xb, yb), vd, delta.detach(), g.detach(), e0.detach(), s,
+                                  loop.line_search, error_rows=lambda u, rows: value(u, xb[rows], yb[rows]))
+        return v + s[:, None] * delta, s
+
     fixed = loop.lr is not None
     s = (torch.full((T,), float(loop.lr), device=w.device, dtype=w.dtype) if fixed
          else loop.line_search.initial(T, device=w.device, dtype=w.dtype))
@@ -141,6 +156,7 @@ def adapt(
     active = torch.ones(T, dtype=torch.bool, device=w.device)
     stopped = torch.zeros_like(active)
     steps = torch.zeros(T, dtype=torch.long, device=w.device)
+    n_active = T
     for i in range(loop.max_steps):
         xb, yb = _draw_batch(x, y, loop.batch_size, generator)
         if terminator is not None and terminator.due(i):
@@ -148,20 +164,21 @@ def adapt(
             if bool(stop.any()):
                 stopped |= stop
                 active &= ~stop
-                if not bool(active.any()):
+                n_active = int(active.sum())
+                if n_active == 0:
                     break
-        e0, g = objective(w, xb, yb)
-        r = _rates_at(rates, w)
-        delta = -g if r is None else -r * g
-        if not fixed:
-            s_new, _, _ = line_search(lambda v: objective(v, xb, yb)[0], w.detach(), delta.detach(), g.detach(),
-                                      e0.detach(), s, loop.line_search)
-            s = torch.where(active, s_new, s)  # a stopped task keeps the step size it stopped with
-        new = w + s[:, None] * delta
-        if terminator is None:  # every task is active: no masking (keeps the graph simple)
-            w = new
-        else:
+        if n_active == T:  # every task steps: no masking (keeps the graph simple for meta-gradients)
+            w, s = step(w, xb, yb, s, rates)
+        elif 2 * n_active > T:
+            new, s_new = step(w, xb, yb, s, rates)
             w = torch.where(active[:, None], new, w)
+            s = torch.where(active, s_new, s)  # a stopped task keeps the step size it stopped with
+        else:  # most tasks have stopped: step only the others
+            rows = active.nonzero().squeeze(1)
+            rates_rows = rates[rows] if isinstance(rates, torch.Tensor) and rates.dim() == 2 else rates
+            new, s_new = step(w[rows], xb[rows], yb[rows], s[rows], rates_rows)
+            w = w.index_copy(0, rows, new)
+            s = s.index_copy(0, rows, s_new)
         steps += active
     error_after = error(model, w.detach(), x, y, check=False)
     return AdaptResult(w, steps, stopped, error_before, error_after, s)
@@ -176,3 +193,39 @@ def adapt_one_at_a_time(model: MLP, start: torch.Tensor, x: torch.Tensor, y: tor
                      regulariser=regulariser, rates=rates, generator=generator) for t in range(T)]
     return AdaptResult(*(torch.cat([getattr(r, f) for r in results]) for f in
                          ("params", "steps", "stopped", "error_before", "error_after", "step_size")))
+
+
+def adam_adapt(model: MLP, start: torch.Tensor, x: torch.Tensor, y: torch.Tensor, *, steps: int, lr: float,
+               betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+               regulariser: Regulariser | None = None) -> AdaptResult:
+    """Adam in the inner loop, every task with its own moment estimates (a baseline for Eve).
+
+    Adam scales each parameter's step by its own gradient history, so parameters with large
+    gradients are damped; Eve instead boosts the parameters that vary across tasks.
+    """
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        raise ValueError(f"steps: expected an int >= 0, got {steps!r}")
+    if not lr > 0:
+        raise ValueError(f"lr: expected a positive step size, got {lr!r}")
+    if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+        raise ValueError(f"betas: expected two numbers in [0, 1), got {betas!r}")
+    if start.dim() not in (1, 2) or start.shape[-1] != model.n_params:
+        raise ValueError(f"start: expected flat parameters [P] or [T, P] with P = {model.n_params}, "
+                         f"got {tuple(start.shape)}")
+    T = x.shape[0]
+    w = (start.expand(T, -1) if start.dim() == 1 else start).detach().clone()
+    error_before = error(model, w, x, y)
+    m, v = torch.zeros_like(w), torch.zeros_like(w)
+    b1, b2 = betas
+    with torch.no_grad():
+        for i in range(1, steps + 1):
+            _, g = error_and_grad(model, w, x, y, check=False)
+            if regulariser is not None:
+                g = g + regulariser.value_and_grad(w)[1]
+            m.lerp_(g, 1 - b1)
+            v.lerp_(g * g, 1 - b2)
+            w -= lr * (m / (1 - b1 ** i)) / ((v / (1 - b2 ** i)).sqrt() + eps)
+        error_after = error(model, w, x, y, check=False)
+    n = torch.full((T,), steps, dtype=torch.long, device=w.device)
+    return AdaptResult(w, n, torch.zeros(T, dtype=torch.bool, device=w.device), error_before, error_after,
+                       torch.full((T,), lr, dtype=w.dtype, device=w.device))
