@@ -7,18 +7,17 @@ offsets {0.3, 0.9} x {0.5, 0.7}; ``ood()`` the single offset (-0.5, -0.5), outsi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 
-from .regression import RegressionBatch, check_counts, check_number, check_range, draw_device, stream_batches
+from .regression import RegressionBatch, StreamsBatches, check_counts, check_number, check_range, draw_device
 
 TRAINING_OFFSETS = ((0.3, 0.5), (0.3, 0.7), (0.9, 0.5), (0.9, 0.7))
 OOD_OFFSETS = ((-0.5, -0.5),)
 
 
 @dataclass(frozen=True)
-class GaussianBumpTasks:
+class GaussianBumpTasks(StreamsBatches):
     """Tasks y = height * exp(-||width * (x - o)||^2) + N(0, noise_std^2), x ~ U[x_range]^2, o ~ U(offsets).
 
     ``offsets`` is a sequence of (o1, o2) pairs (stored as a tuple of float pairs);
@@ -88,18 +87,3 @@ class GaussianBumpTasks:
             noise = torch.randn(y.shape, generator=generator, device=gen_device, dtype=dtype)
             y = y + self.noise_std * noise.to(device)
         return RegressionBatch(x[:, :n_support], y[:, :n_support], x[:, n_support:], y[:, n_support:], offsets)
-
-    def stream(
-        self,
-        n_tasks: int,
-        n_support: int,
-        n_query: int = 0,
-        *,
-        chunk: int = 256,
-        generator: torch.Generator | None = None,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-    ) -> Iterator[RegressionBatch]:
-        """An endless stream of meta-batches, sampled ``chunk`` meta-batches per call (cheap per step)."""
-        return stream_batches(self.sample, n_tasks, n_support, n_query, chunk=chunk, generator=generator,
-                              device=device, dtype=dtype)

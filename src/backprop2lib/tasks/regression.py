@@ -138,3 +138,22 @@ def stream_batches(
                 yield big[i * n_tasks : (i + 1) * n_tasks]
 
     return batches()
+
+
+class StreamsBatches:
+    """For task families with a batched ``sample``: an endless stream of meta-batches from it."""
+
+    def stream(
+        self,
+        n_tasks: int,
+        n_support: int,
+        n_query: int = 0,
+        *,
+        chunk: int = 256,
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> Iterator[RegressionBatch]:
+        """An endless stream of meta-batches, sampled ``chunk`` meta-batches per call (cheap per step)."""
+        return stream_batches(self.sample, n_tasks, n_support, n_query, chunk=chunk, generator=generator,
+                              device=device, dtype=dtype)

@@ -15,12 +15,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 
 from ..models.mlp import MLP
-from .regression import RegressionBatch, check_counts, check_number, check_range, draw_device, stream_batches
+from .regression import RegressionBatch, StreamsBatches, check_counts, check_number, check_range, draw_device
 
 
 def _check_seed(seed: int) -> int:
@@ -43,7 +42,7 @@ def parameter_sensitivity(model: MLP, theta: torch.Tensor, *, n_points: int = 10
 
 # eq=False: mean and scale are tensors, whose == has no single truth value.
 @dataclass(frozen=True, eq=False)
-class TeacherTasks:
+class TeacherTasks(StreamsBatches):
     """Tasks y = model(theta_t, x) + noise, theta_t = mean + scale * N(0, I), x ~ U[x_range]^d.
 
     ``mean`` and ``scale`` are ``[model.n_params]`` on one device; ``scale >= 0`` and a parameter
@@ -226,18 +225,3 @@ class TeacherTasks:
             noise = torch.randn(y.shape, generator=generator, device=gen_device, dtype=dtype)
             y = y + self.noise_std * noise.to(device)
         return RegressionBatch(x[:, :n_support], y[:, :n_support], x[:, n_support:], y[:, n_support:], theta)
-
-    def stream(
-        self,
-        n_tasks: int,
-        n_support: int,
-        n_query: int = 0,
-        *,
-        chunk: int = 256,
-        generator: torch.Generator | None = None,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-    ) -> Iterator[RegressionBatch]:
-        """An endless stream of meta-batches, sampled ``chunk`` meta-batches per call (cheap per step)."""
-        return stream_batches(self.sample, n_tasks, n_support, n_query, chunk=chunk, generator=generator,
-                              device=device, dtype=dtype)
