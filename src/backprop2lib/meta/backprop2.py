@@ -124,18 +124,17 @@ def train_backprop2(
     w2 = adapt(model, w1[0], first.x_support[1:], first.y_support[1:], loop=init_loop or loop,
                generator=generator).params
     c = strength
+    pair = torch.cat([w1, w2])
     try:
-        regulariser, rates = fit_scale(rule, torch.cat([w1, w2]), strength=c, **settings)
+        regulariser, rates = fit_scale(rule, pair, strength=c, **settings)
     except ValueError as err:
         raise ValueError(f"backprop2 ({rule}): initialisation from two tasks: {err}") from err
-    mean = torch.cat([w1, w2]).mean(0)
+    mean = pair.mean(0)
 
     # history[...][0] describes the two-task initialisation, [i + 1] outer iteration i
     history: dict[str, list[float]] = {k: [] for k in ("scale_mean", "scale_median", "error_before",
                                                         "error_after", "steps", "stopped", "strength")}
-    spread = torch.cat([w1, w2]).std(0, unbiased=False)
-    _record(history, spread if regulariser is None and rates is None else (regulariser or rates).scale,
-            None, c)
+    _record(history, _scale_of(regulariser, rates, pair), None, c)
     with progress_bar(outer_iterations, f"backprop2 ({rule})", progress) as bar:
         for it in range(outer_iterations):
             batch = tasks.sample(tasks_per_iteration, points_per_task, generator=generator, device=device,
@@ -154,10 +153,15 @@ def train_backprop2(
                 regulariser, rates = fit_scale(rule, res.params, strength=c, **settings)
             except ValueError as err:
                 raise ValueError(f"backprop2 ({rule}): outer iteration {it}: {err}") from err
-            source = regulariser if regulariser is not None else rates
-            _record(history, res.params.std(0, unbiased=False) if source is None else source.scale, res, c)
+            _record(history, _scale_of(regulariser, rates, res.params), res, c)
             bar.update(1)
     return ScaleModel(rule, mean, regulariser, rates, loop, history, time.perf_counter() - start)
+
+
+def _scale_of(regulariser, rates, adapted: torch.Tensor) -> torch.Tensor:
+    """The learned scale, or for ``mean_only`` the spread of the adapted parameters."""
+    source = regulariser if regulariser is not None else rates
+    return adapted.std(0, unbiased=False) if source is None else source.scale
 
 
 def _record(history: dict[str, list[float]], scale: torch.Tensor, res: AdaptResult | None, strength) -> None:
