@@ -890,3 +890,18 @@ def test_optimizer_argument_errors():
     assert BlockNewton().name == "block Newton (backprop2, b=7)"
     defaults = BlockNewton()
     assert (defaults.max_block_size, defaults.lr, defaults.max_step, defaults.reuse_blocks) == (7, 0.1, 1.0, True)
+
+
+def test_eigh_survives_float32_denormal_blocks():
+    # seen on MNIST: pixels that are almost always 0 give block entries around 1e-38, and float32
+    # LAPACK eigh returns NaN for such blocks; the scaled decomposition must stay finite and exact
+    from backprop2lib.second_order.steps import symmetric_eigh
+    H = torch.zeros(2, 7, 7)
+    H[0, 0, 0], H[0, 4, 4], H[0, 3, 3], H[0, 3, 6], H[0, 6, 3] = -1.1e-7, -1.2e-3, -1.3e-38, -1.7e-37, -1.7e-37
+    H[0, 0, 4] = H[0, 4, 0] = 1.2e-16
+    H[1] = torch.diag(torch.arange(1.0, 8.0))
+    lam, V = symmetric_eigh(H)
+    assert bool(torch.isfinite(lam).all() and torch.isfinite(V).all())
+    torch.testing.assert_close(V @ torch.diag_embed(lam) @ V.transpose(-1, -2), H, atol=1e-9, rtol=0)
+    step, _ = block_step(H, torch.ones(2, 7))
+    assert bool(torch.isfinite(step).all())

@@ -50,6 +50,29 @@ def eigen_step(
     return torch.where(newton, -g_hat / safe, -lr * g_hat), newton
 
 
+def symmetric_eigh(hessians: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues and eigenvectors of many symmetric blocks, robust to float32 underflow.
+
+    Each block is scaled by its largest entry before ``eigh`` and entries below eps² of that are
+    set to zero: float32 LAPACK returns NaN for blocks holding denormal numbers (seen on MNIST,
+    where pixels that are almost always 0 give Hessian entries around 1e-38). Blocks that still
+    fail are decomposed again in float64.
+    """
+    # symmetrise: float round-off in the averaged products can break exact symmetry
+    H = 0.5 * (hessians + hessians.transpose(-1, -2))
+    scale = H.abs().amax(dim=(-2, -1), keepdim=True)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    Hn = H / scale
+    tiny = torch.finfo(H.dtype).eps ** 2
+    Hn = torch.where(Hn.abs() < tiny, torch.zeros_like(Hn), Hn)
+    lam, V = torch.linalg.eigh(Hn)
+    bad = ~(torch.isfinite(lam).all(-1) & torch.isfinite(V).flatten(-2).all(-1))
+    if bool(bad.any()) and H.dtype != torch.float64:
+        lam64, V64 = torch.linalg.eigh(Hn[bad].double())
+        lam[bad], V[bad] = lam64.to(lam.dtype), V64.to(V.dtype)
+    return lam * scale.squeeze(-1), V
+
+
 def block_step(
     hessians: torch.Tensor,
     grads: torch.Tensor,
@@ -69,8 +92,7 @@ def block_step(
                          f"and {tuple(grads.shape)}")
     if not lr > 0 or not max_step > 0 or damping < 0:
         raise ValueError(f"lr, max_step: expected > 0 and damping >= 0, got {lr}, {max_step}, {damping}")
-    # symmetrise: float round-off in the averaged products can break exact symmetry
-    lam, V = torch.linalg.eigh(0.5 * (hessians + hessians.transpose(-1, -2)))
+    lam, V = symmetric_eigh(hessians)
     g_hat = (V.transpose(-1, -2) @ grads.unsqueeze(-1)).squeeze(-1)
     step_hat, newton = eigen_step(lam, g_hat, rule=rule, lr=lr, max_step=max_step, damping=damping)
     return (V @ step_hat.unsqueeze(-1)).squeeze(-1), newton.to(grads.dtype).mean(-1)
