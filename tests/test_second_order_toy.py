@@ -125,3 +125,11 @@ def test_problem_runs_are_paired_and_block_newton_trains():
     choice = LearningRateChoice("GD", 0.1, (0.01, 0.1, 1.0), (1.0, 0.5, 2.0))
     assert not choice.at_edge
     assert LearningRateChoice("GD", 1.0, (0.01, 0.1, 1.0), (1.0, 0.5, 0.2)).at_edge
+
+
+def test_t_interval_widens_the_normal_interval_for_few_seeds():
+    from backprop2lib.experiments.second_order import t_interval
+    from backprop2lib.stats import Z_95
+    assert t_interval(Z_95, 5) == pytest.approx(2.7764451, rel=1e-6)  # t(0.975, 4)
+    assert t_interval(Z_95, 1000) == pytest.approx(Z_95, rel=2e-3)
+    assert math.isnan(t_interval(1.0, 1))
