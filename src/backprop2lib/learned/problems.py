@@ -1,0 +1,147 @@
+"""Optimizee problems for learned optimizers, many instances at once.
+
+An *instance set* holds B problems of one family with flat parameters ``θ: [B, P]``. It gives
+
+* ``init()``: the starting parameters ``[B, P]`` (fixed per instance, so runs are paired);
+* ``loss(θ, step)``: the loss per instance ``[B]``, differentiable in θ (the meta-loss path);
+* ``loss_and_grad(θ, step)``: loss and gradient ``[B, P]`` with no graph (the optimizer's input).
+
+``step`` picks the minibatch for stochastic problems: step t of instance b always sees the same
+images, whichever optimizer runs, so every comparison is paired.
+
+Families (Andrychowicz et al. 2016): random quadratics f(θ) = ‖Wθ − y‖² with W 10×10 and y drawn
+Gaussian (the paper) or U[0, 1) (the released code); and an MNIST MLP (784 → 20 sigmoid → 10,
+cross-entropy, minibatches of 128 drawn fresh each step, weights N(0, 0.01²)), with variants
+(40 units, two hidden layers, ReLU) for the generalisation tests.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from ..data.mnist import MNIST
+from ..models.mlp import MLP
+from ..second_order.hessian import loss_grad_and_block_hessians, output_loss
+
+QUADRATIC_DRAWS = ("gaussian", "uniform")
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed))
+
+
+@dataclass(frozen=True)
+class Quadratics:
+    """B instances of f(θ) = ‖Wθ − y‖² (sum of squares), θ₀ ~ N(0, I)."""
+
+    W: torch.Tensor  # [B, d, d]
+    y: torch.Tensor  # [B, d]
+    theta0: torch.Tensor  # [B, d]
+    name: str = "quadratic"
+
+    @classmethod
+    def sample(cls, n: int, *, dim: int = 10, draw: str = "gaussian", seed: int = 0,
+               device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> "Quadratics":
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n: expected a positive number of instances, got {n!r}")
+        if draw not in QUADRATIC_DRAWS:
+            raise ValueError(f"draw: unknown draw {draw!r}; valid: {', '.join(QUADRATIC_DRAWS)}")
+        g = _generator(seed)
+        rand = torch.randn if draw == "gaussian" else torch.rand
+        W = rand(n, dim, dim, generator=g, dtype=torch.float64)
+        y = rand(n, dim, generator=g, dtype=torch.float64)
+        theta0 = torch.randn(n, dim, generator=g, dtype=torch.float64)
+        return cls(*(t.to(device=device, dtype=dtype) for t in (W, y, theta0)), name=f"quadratic ({draw})")
+
+    @property
+    def n_instances(self) -> int:
+        return self.W.shape[0]
+
+    @property
+    def n_params(self) -> int:
+        return self.W.shape[-1]
+
+    def init(self) -> torch.Tensor:
+        return self.theta0.clone()
+
+    def loss(self, theta: torch.Tensor, step: int = 0) -> torch.Tensor:
+        r = torch.einsum("bij,bj->bi", self.W, theta) - self.y
+        return r.pow(2).sum(-1)
+
+    def loss_and_grad(self, theta: torch.Tensor, step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            r = torch.einsum("bij,bj->bi", self.W, theta) - self.y
+            return r.pow(2).sum(-1), 2 * torch.einsum("bij,bi->bj", self.W, r)
+
+    def subset(self, index: slice) -> "Quadratics":
+        return Quadratics(self.W[index], self.y[index], self.theta0[index], self.name)
+
+
+@dataclass(frozen=True)
+class MNISTNets:
+    """B MLP optimizees on MNIST images; instance b at step t trains on its own minibatch t.
+
+    ``data`` is the image set the minibatches come from (meta-training, validation and test
+    instances use different splits); ``seed`` fixes every instance's initialisation and its
+    minibatch sequence, so two optimizers run on the same instances see the same data.
+    """
+
+    model: MLP
+    data_x: torch.Tensor  # [N, 784] in [0, 1]
+    data_y: torch.Tensor  # [N] labels
+    theta0: torch.Tensor  # [B, P]
+    seed: int
+    batch_size: int = 128
+    name: str = "MNIST MLP"
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def sample(cls, n: int, data: MNIST, *, hidden: tuple[int, ...] = (20,), activation: str = "sigmoid",
+               batch_size: int = 128, init_std: float = 0.01, seed: int = 0,
+               device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> "MNISTNets":
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n: expected a positive number of instances, got {n!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+        model = MLP((784, *hidden, 10), activation=activation)
+        g = _generator(seed)
+        theta0 = init_std * torch.randn(n, model.n_params, generator=g, dtype=torch.float64)
+        name = f"MNIST {'-'.join(map(str, model.sizes))} {activation}"
+        return cls(model, data.pixels(dtype=dtype, device=device), data.labels.to(device), theta0.to(device, dtype),
+                   int(seed), batch_size, name)
+
+    @property
+    def n_instances(self) -> int:
+        return self.theta0.shape[0]
+
+    @property
+    def n_params(self) -> int:
+        return self.model.n_params
+
+    def init(self) -> torch.Tensor:
+        return self.theta0.clone()
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Minibatch ``step`` of every instance: images ``[B, batch, 784]``, labels ``[B, batch]``."""
+        if step not in self._cache:
+            if len(self._cache) > 4:  # the loss and the gradient of one step share it
+                self._cache.clear()
+            g = _generator(self.seed * 1_000_003 + 7919 * step + 1)
+            idx = torch.randint(len(self.data_y), (self.n_instances, self.batch_size), generator=g)
+            idx = idx.to(self.data_y.device)
+            self._cache[step] = (self.data_x[idx], self.data_y[idx])
+        return self._cache[step]
+
+    def loss(self, theta: torch.Tensor, step: int = 0) -> torch.Tensor:
+        x, y = self.batch(step)
+        out = self.model.forward(self.model.unflatten(theta), x, check=False)
+        return output_loss(out, y, "cross_entropy").mean(1)
+
+    def loss_and_grad(self, theta: torch.Tensor, step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.batch(step)
+        with torch.no_grad():
+            value, grad, _ = loss_grad_and_block_hessians(self.model, theta, x, y, None, loss="cross_entropy")
+        return value, grad

@@ -1,0 +1,210 @@
+"""The coordinatewise learned optimizer: preprocessing, flattening, truncation, training, resuming."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from backprop2lib.data.mnist import bundled_split
+from backprop2lib.learned.meta_train import (MetaDivergenceError, MetaTrainConfig, meta_train, unrolled_losses,
+                                             validation_loss)
+from backprop2lib.learned.optimizer import CoordinatewiseOptimizer, LearnedOptimizerConfig, detach_state
+from backprop2lib.learned.preprocess import preprocess_gradients
+from backprop2lib.learned.problems import MNISTNets, Quadratics
+
+D = torch.float64
+
+
+# ----------------------------------------------------------------------------- preprocessing
+@pytest.mark.parametrize("p", [10.0, 5.0])
+def test_preprocessing_matches_its_formula_and_meets_at_the_branch_point(p):
+    t = math.exp(-p)
+    g = torch.tensor([3.0, -0.2, t, -t, t * (1 + 1e-9), t * (1 - 1e-9), 0.0, -1e-9, 1e-12], dtype=D)
+    out = preprocess_gradients(g, p)
+    for value, (a, b) in zip(g.tolist(), out.tolist()):
+        if abs(value) >= t:
+            assert a == pytest.approx(math.log(abs(value)) / p) and b == math.copysign(1.0, value)
+        else:
+            assert a == -1.0 and b == pytest.approx(math.exp(p) * value)
+    # continuity at |g| = e^-p: both features agree on both sides of the branch
+    just_above, just_below = out[4], out[5]
+    torch.testing.assert_close(just_above, just_below, atol=1e-8, rtol=0)
+    assert out[2].tolist() == pytest.approx([-1.0, 1.0]) and out[3].tolist() == pytest.approx([-1.0, -1.0])
+    with pytest.raises(ValueError, match="p"):
+        preprocess_gradients(g, 0.0)
+
+
+def test_preprocessing_has_finite_gradients_at_zero():
+    g = torch.tensor([0.0, 1e-30, 2.0], dtype=D, requires_grad=True)
+    preprocess_gradients(g).sum().backward()
+    assert bool(torch.isfinite(g.grad).all())
+
+
+# ----------------------------------------------------------------------------- the network
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("preprocess", [None, 10.0])
+def test_flattened_update_equals_one_coordinate_at_a_time(cell, preprocess):
+    net = CoordinatewiseOptimizer(LearnedOptimizerConfig(cell=cell, preprocess=preprocess), seed=3).double()
+    g = torch.Generator().manual_seed(0)
+    B, P = 3, 5
+    state = net.initial_state(B, P, dtype=D)
+    per_coord = [[net.initial_state(1, 1, dtype=D) for _ in range(P)] for _ in range(B)]
+    for _ in range(3):
+        grad = torch.randn(B, P, generator=g, dtype=D) * 10 ** torch.randint(-6, 2, (B, P), generator=g)
+        update, state = net(grad, state)
+        for b in range(B):
+            for k in range(P):
+                u, per_coord[b][k] = net(grad[b:b + 1, k:k + 1], per_coord[b][k])
+                torch.testing.assert_close(u[0, 0], update[b, k], rtol=1e-12, atol=1e-14)
+    # the states are per coordinate: row b * P + k of the flat state is coordinate (b, k)
+    for b in range(B):
+        for k in range(P):
+            for flat, single in zip(state, per_coord[b][k]):
+                torch.testing.assert_close(flat[b * P + k], single[0], rtol=1e-12, atol=1e-14)
+
+
+def test_initialisation_forget_bias_small_head_and_seed():
+    net = CoordinatewiseOptimizer(LearnedOptimizerConfig(), seed=1)
+    h = net.config.hidden
+    for c in net.cells:
+        assert torch.all(c.bias_ih[h:2 * h] + c.bias_hh[h:2 * h] == 1.0)
+    assert float(net.head.weight.detach().abs().max()) <= net.config.init_scale / math.sqrt(h) + 1e-9
+    assert float(net.head.bias.detach().abs().max()) == 0.0
+    other = CoordinatewiseOptimizer(LearnedOptimizerConfig(), seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), other.parameters()))
+    assert not torch.equal(net.cells[0].weight_ih, CoordinatewiseOptimizer(seed=2).cells[0].weight_ih)
+
+
+def test_bad_configuration_and_shapes_are_named():
+    with pytest.raises(ValueError, match="cell"):
+        LearnedOptimizerConfig(cell="lmu")
+    with pytest.raises(ValueError, match="hidden"):
+        LearnedOptimizerConfig(hidden=0)
+    with pytest.raises(ValueError, match="preprocess"):
+        LearnedOptimizerConfig(preprocess=-1.0)
+    with pytest.raises(ValueError, match="output_scale"):
+        LearnedOptimizerConfig(output_scale=0.0)
+    net = CoordinatewiseOptimizer()
+    with pytest.raises(ValueError, match="grad"):
+        net(torch.zeros(5), net.initial_state(1, 5))
+    with pytest.raises(ValueError, match="state"):
+        net(torch.zeros(2, 5), net.initial_state(1, 5))
+    with pytest.raises(ValueError, match="unroll"):
+        MetaTrainConfig(episode_length=100, unroll=30)
+    with pytest.raises(ValueError, match="meta_lr"):
+        MetaTrainConfig(meta_lr=0.0)
+
+
+# ----------------------------------------------------------------------------- problems
+def test_quadratic_gradient_matches_autograd_and_draws_differ():
+    q = Quadratics.sample(4, dim=6, seed=1, dtype=D)
+    theta = torch.randn(4, 6, dtype=D, requires_grad=True)
+    loss = q.loss(theta)
+    grad = torch.autograd.grad(loss.sum(), theta)[0]
+    value, analytic = q.loss_and_grad(theta.detach())
+    torch.testing.assert_close(value, loss.detach())
+    torch.testing.assert_close(analytic, grad)
+    u = Quadratics.sample(4, draw="uniform", seed=1)
+    assert float(u.W.min()) >= 0 and float(u.W.max()) < 1
+    with pytest.raises(ValueError, match="draw"):
+        Quadratics.sample(2, draw="cauchy")
+
+
+def test_mnist_problem_gradient_and_paired_minibatches():
+    data = bundled_split().validation
+    nets = MNISTNets.sample(2, data, seed=5, dtype=D)
+    theta = nets.init().requires_grad_()
+    loss = nets.loss(theta, 3)
+    grad = torch.autograd.grad(loss.sum(), theta)[0]
+    value, explicit = nets.loss_and_grad(theta.detach(), 3)
+    torch.testing.assert_close(value, loss.detach())
+    torch.testing.assert_close(explicit, grad)
+    again = MNISTNets.sample(2, data, seed=5, dtype=D)
+    assert torch.equal(again.batch(7)[1], nets.batch(7)[1]) and not torch.equal(nets.batch(7)[1], nets.batch(8)[1])
+    assert abs(float(nets.theta0.std()) - 0.01) < 0.002  # N(0, 0.01^2) weights, as in the paper
+    relu = MNISTNets.sample(1, data, hidden=(20, 20), activation="relu")
+    assert relu.model.sizes == (784, 20, 20, 10) and relu.model.activation == "relu"
+
+
+# ----------------------------------------------------------------------------- meta-training
+def _quadratic_setup(episodes=4, **kw):
+    net = CoordinatewiseOptimizer(LearnedOptimizerConfig(preprocess=None, output_scale=1.0), seed=0)
+    config = MetaTrainConfig(episodes=episodes, episode_length=20, unroll=5, meta_lr=3e-3, validate_every=2,
+                             checkpoint_every=1, **kw)
+    return net, config, (lambda e: Quadratics.sample(16, dim=5, seed=e)), Quadratics.sample(8, dim=5, seed=999)
+
+
+def test_truncation_detaches_no_gradient_leaks_across_truncations():
+    # the meta-gradient of the second truncation's loss must equal the one computed from the
+    # detached carried-over values alone: a leak would add terms through the first truncation
+    net = CoordinatewiseOptimizer(LearnedOptimizerConfig(preprocess=None, output_scale=1.0), seed=0).double()
+    q = Quadratics.sample(3, dim=4, seed=0, dtype=D)
+    theta = q.init()
+    state = net.initial_state(3, 4, dtype=D)
+    for step in range(5):  # first truncation, with graph
+        _, grad = q.loss_and_grad(theta.detach(), step)
+        update, state = net(grad, state)
+        theta = theta + update
+    theta_c, state_c = theta.detach(), detach_state(state)
+    assert not theta_c.requires_grad and not any(s.requires_grad for s in state_c)
+
+    def second(theta, state):
+        loss = 0.0
+        for step in range(5, 10):
+            _, grad = q.loss_and_grad(theta.detach(), step)
+            update, state = net(grad, state)
+            theta = theta + update
+            loss = loss + q.loss(theta).mean()
+        return torch.autograd.grad(loss, list(net.parameters()), allow_unused=True)
+
+    carried = second(theta_c, state_c)
+    fresh = second(theta_c.clone(), tuple(s.clone() for s in state_c))
+    leaky = second(theta, state)  # without the detach, gradients flow into the first truncation
+    for a, b in zip(carried, fresh):
+        torch.testing.assert_close(a, b)
+    assert any(not torch.allclose(a, c) for a, c in zip(carried, leaky) if a is not None)
+
+
+def test_meta_training_on_quadratics_beats_the_untrained_optimizer():
+    net, config, sample, validation = _quadratic_setup(episodes=30)
+    before = validation_loss(net, validation, 20)
+    result = meta_train(net, sample, validation, config, progress=False)
+    after = validation_loss(result.net, validation, 20)
+    assert after < 0.5 * before
+    assert result.best_validation == pytest.approx(after)
+    test = Quadratics.sample(8, dim=5, seed=12345)
+    losses = unrolled_losses(result.net, test, 20)
+    assert float(losses[-1].mean()) < 0.5 * float(losses[0].mean())  # it optimises held-out instances
+
+
+def test_resuming_from_a_checkpoint_gives_the_same_numbers(tmp_path):
+    net, config, sample, validation = _quadratic_setup(episodes=6)
+    straight = meta_train(net, sample, validation, config, progress=False)
+    net2, *_ = _quadratic_setup()
+    path = tmp_path / "run.pt"
+    partial = meta_train(net2, sample, validation, config, checkpoint=path, stop_after=4, progress=False)
+    assert len(partial.episode_losses) == 4 and path.exists()
+    net3, *_ = _quadratic_setup()  # a fresh process: new net object, state comes from the file
+    resumed = meta_train(net3, sample, validation, config, checkpoint=path, progress=False)
+    assert resumed.episode_losses == straight.episode_losses
+    assert resumed.validation == straight.validation and resumed.best_episode == straight.best_episode
+    for a, b in zip(resumed.net.parameters(), straight.net.parameters()):
+        assert torch.equal(a, b)
+    # a different configuration refuses the checkpoint, a corrupt one says so
+    other = MetaTrainConfig(**{**config.__dict__, "meta_lr": 1e-2})
+    with pytest.raises(ValueError, match="checkpoint"):
+        meta_train(net3, sample, validation, other, checkpoint=path, progress=False)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="checkpoint"):
+        meta_train(net3, sample, validation, config, checkpoint=path, progress=False)
+
+
+def test_a_diverging_meta_loss_is_skipped_counted_and_then_reported():
+    net = CoordinatewiseOptimizer(LearnedOptimizerConfig(preprocess=None, output_scale=1e6), seed=0)
+    with torch.no_grad():
+        net.head.bias.fill_(1e30)  # every update overflows the quadratic
+    config = MetaTrainConfig(episodes=3, episode_length=10, unroll=5, validate_every=3, max_bad_truncations=1)
+    sample = lambda e: Quadratics.sample(4, dim=3, seed=e)
+    with pytest.raises(MetaDivergenceError, match="episode 1"):
+        meta_train(net, sample, Quadratics.sample(2, dim=3, seed=9), config, progress=False)
