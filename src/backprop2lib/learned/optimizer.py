@@ -4,11 +4,13 @@ A small recurrent network with 20 units per layer and two layers is shared by *e
 coordinate of every optimizee. Each coordinate keeps its own hidden (and cell) state, and a
 linear head turns the top layer's output into that coordinate's update, θ ← θ + update.
 
-The fast way to run it, and the only one here, is to flatten all coordinates of all optimizees
-into one batch axis. Then each step is one ``LSTMCell`` (or ``GRUCell``) call per layer, whatever
-the number of parameter tensors. Ports that loop over parameter tensors pay one call per tensor,
-and they are where hidden-state rows of different tensors have ended up overwriting each other
-(``benchmarks/learned_optimizer_speed.py`` measures the difference).
+Here all coordinates of all optimizees are flattened into one batch axis, so each step is one
+``LSTMCell`` (or ``GRUCell``) call per layer, however many parameter tensors there are. Ports
+that loop over parameter tensors pay one call per tensor, and that loop is where hidden-state rows
+of different tensors have ended up overwriting each other. ``benchmarks/learned_optimizer_speed.py``
+measures the two. On a 2-core CPU with the MNIST MLP they run at the same speed (ratio 0.9 to 1.1):
+one weight matrix holds 98.5% of the coordinates, and the cell's arithmetic dominates. Flattening
+is kept because it is simpler and cannot mix up states, not because it is faster there.
 """
 
 from __future__ import annotations
