@@ -208,3 +208,28 @@ def test_a_diverging_meta_loss_is_skipped_counted_and_then_reported():
     sample = lambda e: Quadratics.sample(4, dim=3, seed=e)
     with pytest.raises(MetaDivergenceError, match="episode 1"):
         meta_train(net, sample, Quadratics.sample(2, dim=3, seed=9), config, progress=False)
+
+
+# ----------------------------------------------------------------------------- chunked evaluation
+def test_chunked_evaluation_equals_the_whole_set():
+    from backprop2lib.learned.baselines import Adam, LearnedStepper
+    from backprop2lib.learned.evaluate import run
+
+    data = bundled_split().test
+    nets = MNISTNets.sample(5, data, seed=4, dtype=D, batch_size=16)
+    # a chunk sees exactly the instances' own initialisations and minibatches
+    part = nets.chunk(2, 4)
+    assert torch.equal(part.init(), nets.init()[2:4])
+    assert torch.equal(part.batch(3)[1], nets.batch(3)[1][2:4])
+    lstm = LearnedStepper(CoordinatewiseOptimizer(seed=1).double())
+    for stepper in (lstm, Adam(0.01)):
+        whole = run(stepper, nets, 6)
+        chunked = run(stepper, nets, 6, chunk_size=2)
+        np.testing.assert_allclose(chunked.losses, whole.losses, rtol=1e-10, atol=1e-12)
+        assert chunked.name == whole.name and chunked.losses.shape == (7, 5)
+    q = Quadratics.sample(7, dim=4, seed=2, dtype=D)
+    np.testing.assert_allclose(run(lstm, q, 5, chunk_size=3).losses, run(lstm, q, 5).losses, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="chunk_size"):
+        run(lstm, q, 5, chunk_size=0)
+    with pytest.raises(ValueError, match="start, stop"):
+        nets.chunk(3, 3)

@@ -92,7 +92,7 @@ cfg = dict(
     mnist_gru_episodes=P.select(smoke=2, paper=30, full=10000),
     mnist_test=P.select(smoke=4, paper=100),
     mnist_horizon=P.select(smoke=40, paper=200),
-    shift_test=P.select(smoke=4, paper=50, full=100),  # paper: 50 per architecture to fit 15 min
+    shift_test=P.select(smoke=4, paper=100),
     shift_horizon=P.select(smoke=20, paper=100),
     tuning_instances=P.select(smoke=4, paper=10),
     lr_grid=list(LR_GRID) + [3.0, 10.0],                  # half-decades 1e-4 … 10
@@ -227,8 +227,7 @@ md("""
 
 The MNIST-trained LSTM is applied, unchanged, to networks it never saw: 40 hidden units, two
 hidden layers of 20, and ReLU instead of sigmoid. Each baseline's learning rate is tuned again
-for each architecture, on validation instances. To fit the paper profile's 15 minutes, these
-tests use 50 test instances per architecture, and the `full` profile uses 100.
+for each architecture, on validation instances.
 """)
 
 code("""

