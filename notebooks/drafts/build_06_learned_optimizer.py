@@ -2,9 +2,11 @@
 
 Run `python notebooks/drafts/build_06_learned_optimizer.py` to write the notebook, then
 `python -m backprop2lib.run notebooks/06_learned_optimizer.ipynb` (paper profile). Status at the
-last stop: the smoke profile passes in ~52 s with every claim holding, but the paper profile takes
-about 25 minutes on the 2-core CPU (over the 15-minute budget): the MNIST evaluation of the LSTM on
-100 test networks x 200 steps and the three architecture shifts dominate. See the issue-6 note.
+last stop: the smoke profile passes in ~52 s with every claim holding. The paper profile, with
+evaluation chunked, takes 1,019 s (17 min) on the 2-core CPU, over the 15-minute budget. In that
+run the claim "the LSTM still beats every tuned baseline at step 200" did not hold: 0.161 against
+Adam's 0.184, not distinguishable. Meta-training with 2 threads is not bit-reproducible from run
+to run. See the issue-6 note.
 """
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
