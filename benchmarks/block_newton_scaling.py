@@ -46,8 +46,8 @@ from backprop2lib.runtime import describe_device, pick_device
 from backprop2lib.second_order import BlockNewton, full_hessian, loss_grad_and_block_hessians
 from backprop2lib.timing import time_per_call
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+from common import device_description, publish  # benchmarks/common.py
+
 
 N_POINTS = 64
 N_CLASSES = 10
@@ -168,17 +168,7 @@ def fmt_rounds(m: dict) -> str:
 
 # --------------------------------------------------------------------------- reporting
 def header(args, device: torch.device, check: str, total_s: float | None) -> str:
-    dev = str(device)
-    if device.type == "cuda":
-        dev = describe_device(device)
-    else:
-        cpu = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-        except (OSError, StopIteration):
-            pass
-        dev += f" ({cpu}, {os.cpu_count()} cores)"
+    dev = device_description(device)
     lines = [
         "# Block-diagonal generalised Newton: seconds per step against the number of parameters",
         "",
@@ -312,15 +302,7 @@ def main(argv=None) -> int:
     total = time.perf_counter() - started
     report = (header(args, device, check, total) + "\n\n" + width_table(width_rows + full_rows, skipped) + "\n\n"
               + hidden_table(hidden_rows) + "\n\n" + exponent_table(exponents) + "\n")
-    print()
-    print(report)
-    out = args.out
-    if out is None and not args.quick:
-        out = RESULTS / f"block_newton_scaling_{device.type}_{args.threads}t.md"
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report)
-        print(f"written: {out}")
+    publish(report, name="block_newton_scaling", out=args.out, quick=args.quick, device=device, threads=args.threads)
     return 0
 
 

@@ -59,8 +59,8 @@ from backprop2lib.runtime import describe_device, pick_device
 from backprop2lib.second_order.hessian import output_loss
 from backprop2lib.timing import time_per_call
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+from common import device_description, publish  # benchmarks/common.py
+
 
 UNROLL = 20  # optimizee steps per truncation
 EPISODE = 100  # optimizee steps before θ and the state are reset
@@ -350,17 +350,7 @@ def fmt_rounds(m: dict) -> str:
 
 # -------------------------------------------------------------------------- reporting
 def header(args, device: torch.device, check: str, steps: int, total_s: float | None, load: tuple) -> str:
-    dev = str(device)
-    if device.type == "cuda":
-        dev = describe_device(device)
-    else:
-        cpu = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-        except (OSError, StopIteration):
-            pass
-        dev += f" ({cpu}, {os.cpu_count()} cores)"
+    dev = device_description(device)
     cfg = LearnedOptimizerConfig()
     lines = [
         "# Learned optimizer (Andrychowicz et al. 2016): optimizee steps per second during meta-training",
@@ -497,15 +487,7 @@ def main(argv=None) -> int:
             print(f"  B={BIG_B}: skipped ({skipped})", flush=True)
     total = time.perf_counter() - started
     report = header(args, device, check, steps, total, load) + "\n\n" + table(rows, skipped, gru, steps) + "\n"
-    print()
-    print(report)
-    out = args.out
-    if out is None and not args.quick:
-        out = RESULTS / f"learned_optimizer_speed_{device.type}_{args.threads}t.md"
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report)
-        print(f"written: {out}")
+    publish(report, name="learned_optimizer_speed", out=args.out, quick=args.quick, device=device, threads=args.threads)
     return 0
 
 

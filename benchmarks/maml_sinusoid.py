@@ -52,8 +52,8 @@ from backprop2lib.runtime import pick_device
 from backprop2lib.tasks.sinusoid import SinusoidTasks, TaskBatch
 from backprop2lib.timing import time_per_call
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+from common import device_description, publish  # benchmarks/common.py
+
 
 SIZES = (1, 40, 40, 1)
 K_SUPPORT = K_QUERY = 10
@@ -512,17 +512,7 @@ def table(title: str, cfg: Config, rows: list[dict]) -> str:
 def header(args, device: torch.device, checks: list[str], total_s: float | None) -> str:
     import higher
     import torchopt
-    dev = str(device)
-    if device.type == "cuda":
-        dev += f" ({torch.cuda.get_device_name(device)})"
-    else:
-        cpu = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-        except (OSError, StopIteration):
-            pass
-        dev += f" ({cpu}, {os.cpu_count()} cores)"
+    dev = device_description(device)
     lines = [
         "# MAML on the MAML-paper sinusoids: backprop2lib against the peers",
         "",
@@ -601,15 +591,7 @@ def main(argv=None) -> int:
         sections.append(table(title, cfg, rows))
     total = time.perf_counter() - started
     report = header(args, device, checks, total) + "\n\n" + "\n\n".join(sections) + "\n"
-    print()
-    print(report)
-    out = args.out
-    if out is None and not args.quick:
-        out = RESULTS / f"maml_sinusoid_{device.type}_{args.threads}t.md"
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report)
-        print(f"written: {out}")
+    publish(report, name="maml_sinusoid", out=args.out, quick=args.quick, device=device, threads=args.threads)
     return 0
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import platform
 import statistics
 import sys
@@ -47,8 +46,8 @@ from backprop2lib.scale import AdaptResult, InnerLoop, QuarticRegulariser, adapt
 from backprop2lib.tasks.teacher import TeacherTasks
 from backprop2lib.timing import time_per_call
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+from common import device_description, publish  # benchmarks/common.py
+
 
 SIZES = (2, 20, 1)
 ACTIVATION = "gaussian"
@@ -172,17 +171,7 @@ def fmt_rounds(m: dict) -> str:
 # --------------------------------------------------------------------------- reporting
 def header(args, device: torch.device, problem: Problem, checks: list[str], one_max: int,
            total_s: float | None) -> str:
-    dev = str(device)
-    if device.type == "cuda":
-        dev += f" ({torch.cuda.get_device_name(device)})"
-    else:
-        cpu = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-        except (OSError, StopIteration):
-            pass
-        dev += f" ({cpu}, {os.cpu_count()} cores)"
+    dev = device_description(device)
     fitted = problem.fit_result
     lines = [
         "# Scale inner loop: batched over tasks against one task at a time",
@@ -295,15 +284,7 @@ def main(argv=None) -> int:
                     print(f"    warning: {m['diverged']} task(s) diverged in the {m['mode']} mode", flush=True)
     total = time.perf_counter() - started
     report = header(args, device, problem, checks, one_max, total) + "\n\n" + table(rows) + "\n"
-    print()
-    print(report)
-    out = args.out
-    if out is None and not args.quick:
-        out = RESULTS / f"scale_inner_loop_{device.type}_{args.threads}t.md"
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report)
-        print(f"written: {out}")
+    publish(report, name="scale_inner_loop", out=args.out, quick=args.quick, device=device, threads=args.threads)
     return 0
 
 
