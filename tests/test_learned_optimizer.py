@@ -64,6 +64,40 @@ def test_flattened_update_equals_one_coordinate_at_a_time(cell, preprocess):
                 torch.testing.assert_close(flat[b * P + k], single[0], rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("grad_enabled", [True, False])
+def test_lstm_step_equals_nn_lstmcell_with_and_without_gradients(grad_enabled, monkeypatch):
+    import backprop2lib.learned.optimizer as optimizer_module
+
+    monkeypatch.setattr(optimizer_module, "LSTM_KERNEL_MIN_ROWS", 1)  # the multi-layer kernel even for 14 rows
+    # without gradients the optimizer runs all LSTM layers in one torch.lstm call; nn.LSTMCell is the reference
+    net = CoordinatewiseOptimizer(LearnedOptimizerConfig(cell="lstm", preprocess=10.0), seed=5).double()
+    g = torch.Generator().manual_seed(1)
+    grad = torch.randn(2, 7, generator=g, dtype=D) * 1e-3
+    state = tuple(torch.randn(14, 20, generator=g, dtype=D) * 0.5 for _ in range(4))
+
+    def reference(grad, state):
+        x = preprocess_gradients(grad.reshape(-1), 10.0)
+        out = []
+        for i, cell in enumerate(net.cells):
+            h, c = cell(x, (state[2 * i], state[2 * i + 1]))
+            out += [h, c]
+            x = h
+        return (net.head(x).squeeze(-1) * net.config.output_scale).reshape(grad.shape), tuple(out)
+
+    with torch.set_grad_enabled(grad_enabled):
+        update, new = net(grad, state)
+        ref_update, ref_new = reference(grad, state)
+    torch.testing.assert_close(update, ref_update, rtol=1e-12, atol=1e-15)
+    for a, b in zip(new, ref_new):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
+    if grad_enabled:
+        weights = torch.randn(2, 7, generator=g, dtype=D)
+        ours = torch.autograd.grad((update * weights).sum() + new[3].sum(), list(net.parameters()))
+        theirs = torch.autograd.grad((ref_update * weights).sum() + ref_new[3].sum(), list(net.parameters()))
+        for a, b in zip(ours, theirs):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
+
+
 def test_initialisation_forget_bias_small_head_and_seed():
     net = CoordinatewiseOptimizer(LearnedOptimizerConfig(), seed=1)
     h = net.config.hidden

@@ -91,7 +91,9 @@ class CoordinatewiseOptimizer(nn.Module):
             raise ValueError(f"state: has {state[0].shape[0]} coordinate rows, grad has {flat.shape[0]}")
         x = flat.unsqueeze(-1) if self.config.preprocess is None else preprocess_gradients(flat, self.config.preprocess)
         new: list[torch.Tensor] = []
-        if self.config.cell == "lstm":
+        if self.config.cell == "lstm" and not torch.is_grad_enabled() and flat.shape[0] >= LSTM_KERNEL_MIN_ROWS:
+            x, new = _lstm_layers(self.cells, x, state)
+        elif self.config.cell == "lstm":
             for i, cell in enumerate(self.cells):
                 h, c = cell(x, (state[2 * i], state[2 * i + 1]))
                 new += [h, c]
@@ -105,6 +107,28 @@ class CoordinatewiseOptimizer(nn.Module):
 
     def describe(self) -> dict:
         return {**asdict(self.config), "meta_parameters": sum(p.numel() for p in self.parameters())}
+
+
+LSTM_KERNEL_MIN_ROWS = 4096  # below this the multi-layer kernel's fixed cost per call outweighs its speed
+
+
+def _lstm_layers(cells: nn.ModuleList, x: torch.Tensor, state: State) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """All LSTM layers for one time step in one ``torch.lstm`` call (evaluation, gradients off).
+
+    The same arithmetic as calling each ``nn.LSTMCell`` in turn, with the cells' own parameters,
+    but PyTorch's multi-layer kernel: on 2 CPU cores about 1.8x faster at 16k coordinates, where
+    the cell is nearly all of the cost of a learned-optimizer step, and about 2x slower for a few
+    hundred coordinates (its fixed cost per call), hence ``LSTM_KERNEL_MIN_ROWS``. Meta-training keeps the
+    cell-by-cell path, which is as fast with gradients on (tested equal to it).
+    """
+    weights = [w for cell in cells for w in (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)]
+    h0 = torch.stack(state[0::2])
+    c0 = torch.stack(state[1::2])
+    out, h, c = torch.lstm(x.unsqueeze(0), (h0, c0), weights, True, len(cells), 0.0, False, False, False)
+    new: list[torch.Tensor] = []
+    for hi, ci in zip(h.unbind(0), c.unbind(0)):
+        new += [hi, ci]
+    return out[0], new
 
 
 def detach_state(state: State) -> State:
