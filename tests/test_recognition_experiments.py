@@ -1,0 +1,202 @@
+"""Chapter 5's experiment drivers: class-model training, sweeps, intervals, the data-efficiency loop."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from backprop2lib.data.mnist import bundled_split
+from backprop2lib.experiments.recognition import (KNOBS, Adaptation, best_setting, data_efficiency, default_adaptation,
+                                                  in_and_out_of_class, pool_and_test, run_setting, stable_priors,
+                                                  sweep, wilson_interval)
+from backprop2lib.models.mlp import MLP
+from backprop2lib.recognition.baselines import NearestClassMean
+from backprop2lib.recognition.class_models import METHODS, MetaSettings, train_class_models
+from backprop2lib.recognition.priors import ClassPriors
+
+MODEL = MLP((2, 4, 1), activation="gaussian")
+TINY = MetaSettings(iterations=3, meta_batch=2, inner_steps=2, outer_iterations=2, tasks_per_iteration=3)
+
+
+@pytest.fixture(scope="module")
+def split():
+    return bundled_split()
+
+
+@pytest.fixture(scope="module")
+def few(split):
+    return split.train.per_class(3, seed=0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains_ten_class_models_from_one_start(method, few):
+    models = train_class_models(method, MODEL, few, TINY, seed=1)
+    p = models.priors
+    assert p.mean.shape == (10, MODEL.n_params) and bool(torch.isfinite(p.mean).all())
+    expected = {"reptile": "initialisation", "maml": "initialisation", "scale_gradient": "quadratic"}
+    assert p.method == expected.get(method, method)
+    assert len(models.per_class) == 10 and models.seconds > 0
+    # the classes saw different images, so they learned different things
+    assert not torch.allclose(p.mean[0], p.mean[1])
+    again = train_class_models(method, MODEL, few, TINY, seed=1)
+    torch.testing.assert_close(again.priors.mean, p.mean)  # seeded: reproducible
+
+
+def test_class_model_training_rejects_bad_arguments(few):
+    with pytest.raises(ValueError, match="method"):
+        train_class_models("bayes", MODEL, few, TINY)
+    with pytest.raises(ValueError, match="2 inputs"):
+        train_class_models("reptile", MLP((3, 4, 1)), few, TINY)
+    with pytest.raises(ValueError, match="no images of digit"):
+        train_class_models("reptile", MODEL, few.subset(few.labels != 7), TINY)
+    with pytest.raises(ValueError, match="support"):
+        MetaSettings(support=784)
+
+
+def _priors(method, spread_value, strength):
+    mean = torch.zeros(2, 3, dtype=torch.float64)
+    spread = torch.full_like(mean, spread_value)
+    return ClassPriors(method, mean, spread, strength=strength)
+
+
+@pytest.mark.parametrize("lr", [0.1, 1.0, 10.0])
+def test_stable_priors_make_one_regulariser_step_contract(lr):
+    w = torch.tensor([[0.5, -2.0, 3.0]] * 2, dtype=torch.float64)
+    quad = stable_priors(_priors("quadratic", 1e-6, 0.5), lr)
+    _, reg, _ = quad.rows(torch.arange(2))
+    step = w - lr * reg.value_and_grad(w)[1]
+    assert bool((step.abs() <= w.abs() + 1e-12).all())  # never overshoots μ = 0 by more than it started
+    quartic = stable_priors(_priors("quartic", 1e6, 0.5), lr)
+    a = quartic.spread
+    assert bool((8 * lr * 0.5 * a <= 1 + 1e-12).all())
+    # loose priors are left as they are
+    loose = _priors("quadratic", 100.0, 1e-3)
+    assert torch.equal(stable_priors(loose, 0.1).spread, loose.spread)
+
+
+def test_wilson_interval_known_values():
+    lo, hi = wilson_interval(50, 100)
+    assert math.isclose(lo, 0.4038, abs_tol=1e-3) and math.isclose(hi, 0.5962, abs_tol=1e-3)
+    lo, hi = wilson_interval(0, 10)
+    assert lo == pytest.approx(0.0, abs=1e-12) and 0.2 < hi < 0.35
+    with pytest.raises(ValueError, match="n"):
+        wilson_interval(0, 0)
+
+
+def test_sweep_over_steps_and_the_best_setting(split, few):
+    models = train_class_models("reptile", MODEL, few, TINY)
+    images = split.validation.per_class(2, seed=0)
+    settings = sweep(MODEL, models, images, Adaptation(lr=0.5), [0, 3])
+    assert [s.value for s in settings] == [0, 3] and all(s.knob == "steps" for s in settings)
+    zero = settings[0].result
+    torch.testing.assert_close(zero.losses, zero.initial_losses)  # 0 steps: the start's reconstruction
+    assert not torch.allclose(settings[1].result.losses, zero.losses)
+    labels = images.labels.numpy()
+    assert settings[0].accuracy == pytest.approx(float((zero.losses.argmin(1).numpy() == labels).mean()))
+    own, other = in_and_out_of_class(zero, labels)
+    assert own.shape == (20,) and other.shape == (180,)
+    assert own.sum() + other.sum() == pytest.approx(float(zero.losses.sum()), rel=1e-6)
+    best = best_setting(settings)
+    assert best.accuracy == max(s.accuracy for s in settings)
+
+
+def test_a_diverging_setting_is_recorded_not_raised(split, few):
+    models = train_class_models("reptile", MODEL, few, TINY)
+    s = run_setting(MODEL, models.priors, split.validation.per_class(1, seed=0), Adaptation(steps=30, lr=1e6))
+    assert s.diverged and math.isnan(s.accuracy) and s.result is None
+    with pytest.raises(ValueError, match="every setting diverged"):
+        best_setting([s])
+
+
+def test_the_objective_score_adds_the_penalty(split, few):
+    models = train_class_models("quadratic", MODEL, few, TINY)
+    images = split.validation.per_class(1, seed=0)
+    rec = run_setting(MODEL, models.priors, images, Adaptation(steps=2, lr=0.3))
+    obj = run_setting(MODEL, models.priors, images, Adaptation(steps=2, lr=0.3, score="objective"))
+    torch.testing.assert_close(obj.result.losses, rec.result.losses + rec.result.penalties)
+    with pytest.raises(ValueError, match="score"):
+        Adaptation(score="likelihood")
+
+
+def test_data_efficiency_uses_a_fixed_test_split_and_the_same_draws_for_every_classifier(split):
+    pool, test = pool_and_test(split)
+    assert len(pool) == 4000 and len(test) == 1000
+    assert set(pool.class_counts().tolist()) == {400}
+    out = data_efficiency("reptile", MODEL, TINY, Adaptation(steps=1, lr=0.3), None, [1, 2], 2,
+                          baselines={"nearest class mean": NearestClassMean}, split=split)
+    assert set(out.accuracy) == {"reptile", "nearest class mean"}
+    for acc in out.accuracy.values():
+        assert acc.shape == (2, 2) and bool(np.isfinite(acc).all()) and bool(((acc >= 0) & (acc <= 1)).all())
+    # the nearest-class-mean entry for draw d equals fitting it on pool.per_class(n, seed=d) directly
+    train = pool.per_class(2, seed=1)
+    direct = NearestClassMean().fit(train.pixels(), train.labels).predict(test.pixels())
+    assert out.accuracy["nearest class mean"][1, 1] == pytest.approx(float((direct == test.labels.numpy()).mean()))
+    assert set(KNOBS) == set(METHODS)
+
+
+# ----------------------------------------------------------------------------- pictures
+from backprop2lib.recognition.images import coordinate_grid, images_to_tasks  # noqa: E402
+from backprop2lib.recognition.pictures import calibration, hidden_maps, reconstructions  # noqa: E402
+
+
+def test_reconstructions_and_hidden_maps_evaluate_the_net_on_the_pixel_grid():
+    model = MLP((2, 5, 3, 1), activation="gaussian")
+    g = torch.Generator().manual_seed(0)
+    w = model.flatten(model.init(2, scheme="normal", generator=g, dtype=torch.float64))
+    pics = reconstructions(model, w)
+    grid = coordinate_grid(dtype=torch.float64)
+    direct = model.forward(model.unflatten(w), grid.expand(2, -1, -1))[..., 0]
+    torch.testing.assert_close(pics.reshape(2, -1), direct)
+    # top-left pixel is the grid point (-1, +1)
+    p = model.unflatten(w)
+    h = torch.exp(-((torch.tensor([-1.0, 1.0], dtype=torch.float64) @ p[0][1] + p[1][1]) ** 2))
+    maps = hidden_maps(model, w)
+    assert maps.shape == (2, 5, 28, 28)
+    torch.testing.assert_close(maps[1, :, 0, 0], h)
+    assert hidden_maps(model, w, layer=1).shape == (2, 3, 28, 28)
+    with pytest.raises(ValueError, match="layer"):
+        hidden_maps(model, w, layer=2)
+    assert reconstructions(model, w[0]).shape == (1, 28, 28)
+
+
+def test_calibration_bins_and_expected_calibration_error():
+    # four images: confidences 0.95 (right), 0.95 (wrong), 0.55 (right), 0.55 (right)
+    p = np.array([[0.95, 0.05], [0.95, 0.05], [0.55, 0.45], [0.45, 0.55]])
+    y = np.array([0, 1, 0, 1])
+    cal = calibration(p, y, bins=10)
+    assert cal.counts.sum() == 4 and cal.counts[9] == 2 and cal.counts[5] == 2
+    assert cal.accuracy[9] == 0.5 and cal.confidence[9] == pytest.approx(0.95)
+    assert cal.accuracy[5] == 1.0 and cal.confidence[5] == pytest.approx(0.55)
+    assert cal.ece == pytest.approx(0.5 * 0.45 + 0.5 * 0.45)
+    with pytest.raises(ValueError, match="sum to 1"):
+        calibration(p * 2, y)
+    with pytest.raises(ValueError, match="probabilities"):
+        calibration(p[:3], y)
+
+
+def test_reconstructing_an_images_own_pixels_round_trips():
+    # a net whose output is exactly the target is the identity picture; here: the grid's y coordinate
+    x, _ = images_to_tasks(torch.zeros(1, 28, 28, dtype=torch.uint8), dtype=torch.float64)
+    model = MLP((2, 1, 1), activation="relu")
+    w = torch.tensor([0.0, 1.0, 2.0, 1.0, -2.0], dtype=torch.float64)  # relu(y + 2) - 2 = y on [-1, 1]
+    pic = reconstructions(model, w)[0]
+    torch.testing.assert_close(pic[:, 0], torch.linspace(1, -1, 28, dtype=torch.float64))
+
+
+def test_each_method_adapts_as_it_was_meta_trained():
+    s = MetaSettings(inner_steps=7, inner_lr=0.2)
+    assert default_adaptation("maml", s) == Adaptation(steps=7, lr=0.2)
+    assert default_adaptation("reptile", s).lr == 0.2 and default_adaptation("scale_gradient", s).lr == 0.2
+    for method in ("quadratic", "quartic", "eve"):
+        assert default_adaptation(method, s) == Adaptation(steps=7, lr=None)  # backprop2's line search
+    with pytest.raises(ValueError, match="method"):
+        default_adaptation("bayes", s)
+
+
+def test_a_method_that_cannot_train_on_one_image_is_recorded_as_a_failure(split):
+    # Eve measures each parameter's spread across the images of a digit: one image has none
+    out = data_efficiency("eve", MODEL, TINY, Adaptation(steps=1), None, [1], 1, baselines={}, split=split,
+                          test_images=20)
+    assert np.isnan(out.accuracy["eve"][0, 0])
+    assert len(out.failures) == 1 and "n = 1" in out.failures[0] and "varies" in out.failures[0]
