@@ -2,7 +2,7 @@
 
 Run `python notebooks/drafts/build_06_learned_optimizer.py` to (re)write the notebook's cells,
 then `python -m backprop2lib.run notebooks/06_learned_optimizer.ipynb` (paper profile, about
-12 minutes on the 2-core CPU). "What we found" quotes the committed paper run's numbers: update
+11 minutes on the 2-core CPU). "What we found" quotes the committed paper run's numbers: update
 it when they change.
 """
 import nbformat
@@ -362,11 +362,9 @@ meta-training.
 - ReLU: 11× Adam, far worse. The paper's qualitative finding, that a change of activation
   breaks the learned optimiser (6.8× in its figure), reproduces.
 
-**Cost.** The cost table above comes from a run that shared the two CPU cores with other jobs
-for part of the time (the quadratic LSTM took 199 s there). On an otherwise idle machine the same
-meta-training took 38 s for the quadratic LSTM (about 51,000 optimizee steps per second) and
-97 s for 50 MNIST episodes (52 optimizee steps per second, 15,910 coordinates each); this whole
-notebook then ran in 12 minutes. The benchmark in
+**Cost.** On two CPU cores, meta-training took 35 s for the quadratic LSTM (about 54,000
+optimizee steps per second) and 96 s for 50 MNIST episodes (52 optimizee steps per second, with
+15,910 coordinates each). The whole notebook runs in about 11 minutes. The benchmark in
 the appendix finds that flattening every coordinate into one batch runs at the same speed as a
 per-tensor loop on this CPU (ratio 0.9 to 1.1): it buys simplicity and correctness, not speed.
 Evaluation uses PyTorch's multi-layer LSTM kernel, which is about 1.8× faster than calling the
