@@ -46,7 +46,7 @@ from backprop2lib.runtime import describe_device, pick_device
 from backprop2lib.second_order import BlockNewton, full_hessian, loss_grad_and_block_hessians
 from backprop2lib.timing import time_per_call
 
-from common import device_description, publish  # benchmarks/common.py
+from common import NOISY, device_description, fmt_s, noisy_note, publish  # benchmarks/common.py
 
 
 N_POINTS = 64
@@ -58,7 +58,6 @@ WIDTH_H = 20  # width series: hidden units
 HIDDEN_D_IN = 64  # hidden series: input width
 SEED_DATA, SEED_BLOCKS = 0, 0
 ROUNDS = 3
-NOISY = 1.5  # slowest round over fastest above this: marked noisy
 RTOL, ATOL = 1e-8, 1e-10  # float64 check
 
 
@@ -156,13 +155,9 @@ def fit_exponent(rows: list[dict]) -> float:
     return float(np.polyfit(P, s, 1)[0])
 
 
-def fmt_s(s: float) -> str:
-    return f"{s * 1e3:.3g} ms" if s < 1 else f"{s:.3g} s"
-
-
 def fmt_rounds(m: dict) -> str:
     lo, hi = min(m["rounds"]), max(m["rounds"])
-    noisy = f" (**noisy**: ×{hi / lo:.1f} spread)" if hi > NOISY * lo else ""
+    noisy = noisy_note(m["rounds"])
     return f"{len(m['rounds'])} × {m['repeats']} calls, rounds {fmt_s(lo)} … {fmt_s(hi)}{noisy}"
 
 

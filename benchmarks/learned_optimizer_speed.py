@@ -37,7 +37,6 @@ This is a benchmark, not a test: it asserts the two implementations agree, nothi
 from __future__ import annotations
 
 import argparse
-import ctypes
 import datetime
 import gc
 import os
@@ -59,7 +58,8 @@ from backprop2lib.runtime import describe_device, pick_device
 from backprop2lib.second_order.hessian import output_loss
 from backprop2lib.timing import time_per_call
 
-from common import device_description, publish  # benchmarks/common.py
+from common import (NOISY, device_description, fmt_s, noisy_note, publish, release_free_heap,  # benchmarks/common.py
+                    status_kib)
 
 
 UNROLL = 20  # optimizee steps per truncation
@@ -70,34 +70,19 @@ SEED_NET, SEED_PROBLEM = 0, 0
 CHECK_STEPS, CHECK_B, CHECK_BATCH, CHECK_TOL = 3, 2, 8, 1e-10
 BIG_B = 128  # measured only if predicted to fit
 BIG_LIMIT_S = 60.0  # ... in this many seconds for both implementations
-NOISY = 1.5
 WARMUP_MAX = 4  # untimed truncations per measurement, at most
 IMPLS = ("flattened", "per-tensor")
 P = MLP((784, 20, 10), activation="sigmoid").n_params  # 15,910 coordinates per optimizee
 
 
 # --------------------------------------------------------------------------- memory
-def _status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 def _release(device: torch.device) -> None:
     """Free what earlier truncations left and hand it back to the OS (glibc), so RSS is live memory."""
-    gc.collect()
     if device.type == "cuda":
+        gc.collect()
         torch.cuda.empty_cache()
         return
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    release_free_heap()
 
 
 def _reset_peak(device: torch.device) -> int | None:
@@ -110,7 +95,7 @@ def _reset_peak(device: torch.device) -> int | None:
             f.write("5")  # VmHWM := VmRSS
     except OSError:
         return None
-    rss = _status_kib("VmRSS")
+    rss = status_kib("VmRSS")
     return None if rss is None else rss * 1024
 
 
@@ -120,7 +105,7 @@ def _peak_extra(device: torch.device, base: int | None) -> float | None:
         return None
     if device.type == "cuda":
         return (torch.cuda.max_memory_allocated(device) - base) / 2**30
-    hwm = _status_kib("VmHWM")
+    hwm = status_kib("VmHWM")
     return None if hwm is None else max(0, hwm * 1024 - base) / 2**30
 
 
@@ -139,7 +124,24 @@ def _available_gib(device: torch.device) -> float | None:
 
 
 # ------------------------------------------------------------------ implementations
-class Flattened:
+class Truncations:
+    """One truncation of meta-training, the same for both implementations: ``steps`` optimizee
+    steps, backward through them, the Adam step on φ, then θ and the state detached."""
+
+    def truncation(self, steps: int) -> float:
+        if self.t >= EPISODE:
+            self.reset()
+        meta_loss = 0.0
+        for _ in range(steps):
+            meta_loss = meta_loss + self.step()[1].mean()
+        self.meta_opt.zero_grad(set_to_none=True)
+        meta_loss.backward()
+        self.meta_opt.step()
+        self.detach()
+        return float(meta_loss.detach())
+
+
+class Flattened(Truncations):
     """The library as it is meant to be used: θ [B, P], state rows [B·P, 20]."""
 
     name = "flattened"
@@ -163,20 +165,11 @@ class Flattened:
         self.t += 1
         return update, self.problems.loss(self.theta, self.t)
 
-    def truncation(self, steps: int) -> float:
-        if self.t >= EPISODE:
-            self.reset()
-        meta_loss = 0.0
-        for _ in range(steps):
-            meta_loss = meta_loss + self.step()[1].mean()
-        self.meta_opt.zero_grad(set_to_none=True)
-        meta_loss.backward()
-        self.meta_opt.step()
+    def detach(self) -> None:
         self.theta, self.state = self.theta.detach(), detach_state(self.state)
-        return float(meta_loss.detach())
 
 
-class PerTensor:
+class PerTensor(Truncations):
     """A port's structure: θ = [W1, b1, W2, b2], one state and one cell call per layer per tensor."""
 
     name = "per-tensor"
@@ -229,18 +222,9 @@ class PerTensor:
         self.t += 1
         return torch.cat(updates, dim=1), self.loss(self.t)
 
-    def truncation(self, steps: int) -> float:
-        if self.t >= EPISODE:
-            self.reset()
-        meta_loss = 0.0
-        for _ in range(steps):
-            meta_loss = meta_loss + self.step()[1].mean()
-        self.meta_opt.zero_grad(set_to_none=True)
-        meta_loss.backward()
-        self.meta_opt.step()
+    def detach(self) -> None:
         self.thetas = [w.detach() for w in self.thetas]
         self.states = [[s.detach() for s in st] for st in self.states]
-        return float(meta_loss.detach())
 
 
 BUILDERS = {"flattened": Flattened, "per-tensor": PerTensor}
@@ -334,13 +318,9 @@ def measure(group: list[tuple[str, str]], n: int, data, device: torch.device, st
     return out
 
 
-def fmt_s(s: float) -> str:
-    return f"{s * 1e3:.3g} ms" if s < 1 else f"{s:.3g} s"
-
-
 def fmt_rounds(m: dict) -> str:
     lo, hi = min(m["rounds"]), max(m["rounds"])
-    noisy = f" (**noisy**: ×{hi / lo:.1f} spread)" if hi > NOISY * lo else ""
+    noisy = noisy_note(m["rounds"])
     if len(m["rounds"]) == 1:
         noisy = " (one pass: spread not measured)"
     mem = "" if m["peak_gib"] is None else f", peak +{m['peak_gib']:.2g} GiB"

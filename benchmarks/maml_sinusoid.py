@@ -52,7 +52,7 @@ from backprop2lib.runtime import pick_device
 from backprop2lib.tasks.sinusoid import SinusoidTasks, TaskBatch
 from backprop2lib.timing import time_per_call
 
-from common import device_description, publish  # benchmarks/common.py
+from common import device_description, publish, release_free_heap, status_kib  # benchmarks/common.py
 
 
 SIZES = (1, 40, 40, 1)
@@ -383,17 +383,6 @@ def check_correctness(device: torch.device, threads: int) -> list[str]:
 # current RSS (write "5" to /proc/self/clear_refs) right before the timing loop; where either is
 # missing it falls back to ru_maxrss and says so.
 
-def _status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 def _maxrss_kib() -> int:
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r // 1024 if sys.platform == "darwin" else r  # bytes on macOS, KiB on Linux
@@ -404,20 +393,9 @@ def _reset_peak_rss() -> bool:
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-        return _status_kib("VmHWM") is not None
+        return status_kib("VmHWM") is not None
     except OSError:
         return False
-
-
-def _release_free_heap() -> None:
-    """Hand memory freed by earlier calls back to the OS (glibc), so the baseline RSS is live memory."""
-    import gc
-    gc.collect()
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def run_worker(impl: str, cfg: Config, device: torch.device, threads: int, budget_s: float) -> dict:
@@ -433,14 +411,14 @@ def run_worker(impl: str, cfg: Config, device: torch.device, threads: int, budge
     if cuda:
         torch.cuda.synchronize(device)
     first = time.perf_counter() - t0
-    _release_free_heap()
+    release_free_heap()
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
         mem_before = torch.cuda.memory_allocated(device)
     else:
         peak_reset = _reset_peak_rss()
-        mem_before = (_status_kib("VmRSS") or _maxrss_kib()) * 1024
+        mem_before = (status_kib("VmRSS") or _maxrss_kib()) * 1024
 
     # the timing loop. Calibration calls (the warm-up) set repeats so one measurement takes about
     # budget_s: fewer repeats for the slow implementations
@@ -462,7 +440,7 @@ def run_worker(impl: str, cfg: Config, device: torch.device, threads: int, budge
         peak_extra = torch.cuda.max_memory_allocated(device) - mem_before
         mem_note = "cuda max_memory_allocated"
     elif peak_reset:
-        peak_extra = _status_kib("VmHWM") * 1024 - mem_before
+        peak_extra = status_kib("VmHWM") * 1024 - mem_before
         mem_note = "VmHWM (reset before the timing loop)"
     else:
         peak_extra = _maxrss_kib() * 1024 - mem_before

@@ -51,7 +51,7 @@ from backprop2lib.recognition.priors import ClassPriors
 from backprop2lib.runtime import describe_device, pick_device
 from backprop2lib.timing import time_per_call
 
-from common import device_description, publish  # benchmarks/common.py
+from common import NOISY, device_description, fmt_s, noisy_note, publish  # benchmarks/common.py
 
 
 N_CLASSES = 10
@@ -62,7 +62,6 @@ PRIORS = ("initialisation", "quadratic")
 CHUNKS = (1, 2, 4, 8, 16, 64, 256)
 QUICK_CHUNKS = (1, 8)
 QUICK_IMAGES, QUICK_FULL_IMAGES = 8, 16
-NOISY = 1.5  # slowest round over fastest above this: marked noisy
 
 
 # --------------------------------------------------------------------------- problem
@@ -133,15 +132,11 @@ def agreement(rows: list[dict]) -> str:
     return f"max rel. diff {rel:.1e}, same prediction {same:.1%}"
 
 
-def fmt_s(s: float) -> str:
-    return f"{s * 1e3:.3g} ms" if s < 1 else f"{s:.3g} s"
-
-
 def fmt_rounds(m: dict) -> str:
     lo, hi = min(m["rounds"]), max(m["rounds"])
     if len(m["rounds"]) == 1:
         return "1 round (spread not measured)"
-    noisy = f" (**noisy**: ×{hi / lo:.1f} spread)" if hi > NOISY * lo else ""
+    noisy = noisy_note(m["rounds"])
     return f"{len(m['rounds'])} rounds, {fmt_s(lo)} … {fmt_s(hi)}{noisy}"
 
 
