@@ -3,23 +3,7 @@
 Run `python notebooks/drafts/build_05_recognition.py` to (re)write the notebook's cells, then
 `python -m backprop2lib.run notebooks/05_recognition_as_reconstruction.ipynb` (paper profile).
 """
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
-cells = []
-
-
-def md(s):
-    cells.append(new_markdown_cell(s.strip("\n")))
-
-
-def code(s, tags=None, figure=None):
-    c = new_code_cell(s.strip("\n"))
-    if tags:
-        c.metadata["tags"] = tags
-    if figure:
-        c.metadata["mystnb"] = {"figure": {"caption": figure[1], "name": figure[0]}}
-    cells.append(c)
+from cells import code, md, write
 
 
 md(r"""
@@ -504,11 +488,4 @@ a blurred template.
   the regularised objective (`Classification.by_objective`), but the chapter does not report it.
 """)
 
-nb = new_notebook(cells=cells, metadata={
-    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-    "language_info": {"name": "python"},
-})
-from pathlib import Path
-
-nbformat.write(nb, Path(__file__).resolve().parents[1] / "05_recognition_as_reconstruction.ipynb")
-print("written", len(cells))
+write("05_recognition_as_reconstruction.ipynb")

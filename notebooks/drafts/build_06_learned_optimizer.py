@@ -5,23 +5,7 @@ then `python -m backprop2lib.run notebooks/06_learned_optimizer.ipynb` (paper pr
 11 minutes on the 2-core CPU). "What we found" quotes the committed paper run's numbers: update
 it when they change.
 """
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
-cells = []
-
-
-def md(s):
-    cells.append(new_markdown_cell(s.strip("\n")))
-
-
-def code(s, tags=None, figure=None):
-    c = new_code_cell(s.strip("\n"))
-    if tags:
-        c.metadata["tags"] = tags
-    if figure:
-        c.metadata["mystnb"] = {"figure": {"caption": figure[1], "name": figure[0]}}
-    cells.append(c)
+from cells import code, md, write
 
 
 md(r"""
@@ -375,11 +359,4 @@ images, and 200 steps with minibatches of 128 come close to memorising it. Only 
 tuned Adam are comparable with the paper.
 """)
 
-nb = new_notebook(cells=cells, metadata={
-    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-    "language_info": {"name": "python"},
-})
-from pathlib import Path
-
-nbformat.write(nb, Path(__file__).resolve().parents[1] / "06_learned_optimizer.ipynb")
-print("written", len(cells))
+write("06_learned_optimizer.ipynb")
