@@ -2,8 +2,8 @@
 parameters P, with blocks of at most 7 (``BlockNewton()``) and with the full Hessian
 (``BlockNewton(max_block_size=None)``).
 
-One step = ``BlockNewton(...).step(model, w, batch, state, "cross_entropy")`` after
-``state = opt.init(model, w, torch.Generator().manual_seed(0))``: loss, gradient, the Hessians
+One step = ``BlockNewton(...).step(w, grad, state, loss)`` after ``state = opt.init(w, problem)`` on an
+``MLPProblem`` with one fixed batch and seed 0 (the block draw): loss, gradient, the Hessians
 (within-block: O(N·P·b) for the products plus the ε recursion; full: ``torch.func.hessian``),
 one batched ``torch.linalg.eigh`` (b = 7: O(P·b²); full: O(P³)) and the step rule. T = 1 model,
 float32, N = 64 points, x ~ N(0, 1), random labels out of 10, MLP d_in-H-10 sigmoid. Two series:
@@ -43,7 +43,8 @@ import torch
 
 from backprop2lib.models.mlp import MLP
 from backprop2lib.runtime import describe_device, pick_device
-from backprop2lib.second_order import BlockNewton, full_hessian, loss_grad_and_block_hessians
+from backprop2lib.second_order import BlockNewton, MLPProblem, full_hessian, loss_grad_and_block_hessians
+from backprop2lib.stats import fitted_exponent
 from backprop2lib.timing import time_per_call
 
 from common import NOISY, device_description, fmt_s, noisy_note, publish  # benchmarks/common.py
@@ -96,12 +97,17 @@ def make_problem(point: Point, device: torch.device, dtype: torch.dtype = torch.
     return model, w, (x, y)
 
 
+def stepper_state(opt: BlockNewton, model, w, batch):
+    """``opt``'s state for one fixed batch, its blocks drawn with SEED_BLOCKS (as the chapter's loop does)."""
+    return opt.init(w, MLPProblem(model, w, lambda step: batch, LOSS, seed=SEED_BLOCKS))
+
+
 # ------------------------------------------------------------------------ correctness
 def check_correctness(point: Point, device: torch.device) -> str:
     """Block Hessians against the matching entries of the full Hessian (float64), and a finite full step."""
     model, w, batch = make_problem(point, device, torch.float64)
     opt = BlockNewton(max_block_size=BLOCK)
-    state = opt.init(model, w, torch.Generator().manual_seed(SEED_BLOCKS))
+    state = stepper_state(opt, model, w, batch)
     partition = state["partition"]
     with torch.no_grad():
         _, _, blocks = loss_grad_and_block_hessians(model, w, *batch, partition, loss=LOSS)
@@ -111,8 +117,8 @@ def check_correctness(point: Point, device: torch.device) -> str:
             ref = full[group.index.unsqueeze(-1), group.index.unsqueeze(-2)]  # [n_blocks, s, s]
             ok &= torch.allclose(h[0], ref, rtol=RTOL, atol=ATOL)
             diff = max(diff, float((h[0] - ref).abs().max()))
-        finite = bool(torch.isfinite(BlockNewton(max_block_size=None).step(
-            model, w, batch, BlockNewton(max_block_size=None).init(model, w, None), LOSS)).all())
+        full_opt = BlockNewton(max_block_size=None)
+        finite = bool(torch.isfinite(full_opt.step(w, None, stepper_state(full_opt, model, w, batch), None)).all())
     line = (f"MLP {point.d_in}-{point.hidden}-{N_CLASSES} (P = {model.n_params}), float64: {partition.n_blocks} "
             f"block Hessians (b = {BLOCK}) equal the matching entries of the full Hessian (torch.func.hessian; "
             f"allclose rtol {RTOL:g}, atol {ATOL:g}): {'yes' if ok else 'no'} (max |diff| {diff:.1e}, "
@@ -130,10 +136,11 @@ def measure(point: Point, block: int | None, device: torch.device, budget: float
     (warmup 0) with as many calls per round as fit ~budget/ROUNDS s (at least 1); median of rounds."""
     model, w, batch = make_problem(point, device)
     opt = BlockNewton(max_block_size=block)
-    state = opt.init(model, w, torch.Generator().manual_seed(SEED_BLOCKS))
+    state = stepper_state(opt, model, w, batch)
 
     def call():
-        opt.step(model, w, batch, state, LOSS)  # w is not updated: every call does the same work
+        # w is not updated: every call does the same work (the step computes its own loss, gradient and Hessians)
+        opt.step(w, None, state, None)
 
     with torch.no_grad():
         start = time.perf_counter()
@@ -150,9 +157,7 @@ def measure(point: Point, block: int | None, device: torch.device, budget: float
 
 def fit_exponent(rows: list[dict]) -> float:
     """k in seconds ∝ P^k, least squares on log-log."""
-    P = np.log([r["P"] for r in rows])
-    s = np.log([r["seconds"] for r in rows])
-    return float(np.polyfit(P, s, 1)[0])
+    return fitted_exponent([r["P"] for r in rows], [r["seconds"] for r in rows])
 
 
 def fmt_rounds(m: dict) -> str:
@@ -175,8 +180,8 @@ def header(args, device: torch.device, check: str, total_s: float | None) -> str
         f"and parameters seed {SEED_DATA}; width series: H = {WIDTH_H}, d_in grown (P = {WIDTH_H}·d_in + "
         f"{(WIDTH_H + 1) * N_CLASSES + WIDTH_H}); hidden series: d_in = {HIDDEN_D_IN}, H grown "
         f"(P = {HIDDEN_D_IN + 1 + N_CLASSES}·H + {N_CLASSES})",
-        f"- one step: `BlockNewton(max_block_size=b).step(model, w, batch, state, \"{LOSS}\")` after "
-        f"`state = opt.init(model, w, torch.Generator().manual_seed({SEED_BLOCKS}))` (rule backprop2, lr 0.1, "
+        f"- one step: `BlockNewton(max_block_size=b).step(w, grad, state, loss)` after "
+        f"`state = opt.init(w, MLPProblem(model, w, batches, \"{LOSS}\", seed={SEED_BLOCKS}))` (rule backprop2, lr 0.1, "
         f"max_step 1, no line search), under torch.no_grad; w is not updated, so every call does the same work. "
         f"b = {BLOCK}: random within-layer blocks, ε recursion, within-block products (O(N·P·b)), batched eigh "
         f"(O(P·b²)); full (max_block_size=None): torch.func.hessian of the loss (P×P) and one eigh (O(P³))",

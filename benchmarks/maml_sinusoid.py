@@ -1,6 +1,7 @@
 """Benchmark: MAML / first-order MAML / Reptile on the MAML-paper sinusoids, ours against the peers.
 
-Network 1-40-40-1 ReLU, K = 10 support + 10 query points per task, inner SGD lr 0.01,
+Network 1-40-40-1 ReLU, K = 10 support + 10 query points per task, inner SGD lr 0.01 on the MSE
+(the peers' convention; backprop2lib takes the same step as 0.02 on its E = ½ SSE per point),
 meta-optimiser Adam 1e-3. One meta-iteration = meta-loss forward + backward + Adam step
 (Reptile: one Reptile update). Implementations, same torch, same data, one run:
 
@@ -43,13 +44,14 @@ from pathlib import Path
 
 import torch
 
+from backprop2lib.meta.adapt import from_mse_lr
 from backprop2lib.meta.maml import maml_loss
 from backprop2lib.meta.reference import maml_loss_per_task, reptile_update_per_task
 from backprop2lib.meta.reptile import reptile_update
 from backprop2lib.meta.training import make_adam
 from backprop2lib.models.mlp import MLP
 from backprop2lib.runtime import pick_device
-from backprop2lib.tasks.sinusoid import SinusoidTasks, TaskBatch
+from backprop2lib.tasks import SinusoidTasks, TaskBatch
 from backprop2lib.timing import time_per_call
 
 from common import device_description, publish, release_free_heap, status_kib  # benchmarks/common.py
@@ -57,7 +59,8 @@ from common import device_description, publish, release_free_heap, status_kib  #
 
 SIZES = (1, 40, 40, 1)
 K_SUPPORT = K_QUERY = 10
-INNER_LR = 0.01
+INNER_LR = 0.01  # on the MSE, as the MAML paper and the peers (higher, torchopt, vmap) state it
+OUR_INNER_LR = from_mse_lr(INNER_LR)  # the same step on backprop2lib's E (0.02 for one output)
 META_LR = 1e-3
 REPTILE_OUTER = 0.5
 SEED = 0
@@ -113,6 +116,11 @@ def leaf_params(theta0):
     return tuple(p.detach().clone().requires_grad_(True) for p in theta0)
 
 
+def flat_leaf(model, theta0) -> torch.Tensor:
+    """backprop2lib's convention: the start as one flat vector [P]."""
+    return model.flatten(theta0).detach().clone().requires_grad_(True)
+
+
 def make_net(theta0, device) -> torch.nn.Sequential:
     """The nn.Sequential the per-task-loop libraries expect, holding the same weights as theta0."""
     net = torch.nn.Sequential(torch.nn.Linear(1, 40), torch.nn.ReLU(), torch.nn.Linear(40, 40), torch.nn.ReLU(),
@@ -160,47 +168,48 @@ def accumulate_grads(params, grads) -> None:
 
 
 def build_ours(cfg: Config, model, theta0, batch, device):
-    theta = leaf_params(theta0)
+    theta = flat_leaf(model, theta0)
     if cfg.algo == "reptile":
-        state = [tuple(p.detach() for p in theta)]
+        state = [theta.detach()]
         x, y = batch.x_all, batch.y_all
 
         def step():
-            state[0], _ = reptile_update(model, state[0], x, y, inner_steps=cfg.steps, inner_lr=INNER_LR,
+            state[0], _ = reptile_update(model, state[0], x, y, inner_steps=cfg.steps, inner_lr=OUR_INNER_LR,
                                          outer_lr=REPTILE_OUTER)
-        return None, step, lambda: state[0]
-    opt = make_adam(theta, META_LR)
+        return None, step, lambda: model.unflatten(state[0])
+    opt = make_adam([theta], META_LR)
 
     def loss():
-        return maml_loss(model, theta, batch, inner_steps=cfg.steps, inner_lr=INNER_LR, first_order=cfg.first_order)
+        return maml_loss(model, theta, batch, inner_steps=cfg.steps, inner_lr=OUR_INNER_LR,
+                         first_order=cfg.first_order)
 
     def meta_grad():
         opt.zero_grad(set_to_none=True)
         loss().backward()
-        return tuple(p.grad for p in theta)
+        return model.unflatten(theta.grad)
 
-    return meta_grad, timed_step(meta_grad, opt), lambda: theta
+    return meta_grad, timed_step(meta_grad, opt), lambda: model.unflatten(theta)
 
 
 def build_autograd_loop(cfg: Config, model, theta0, batch, device):
-    theta = leaf_params(theta0)
+    theta = flat_leaf(model, theta0)
     if cfg.algo == "reptile":
-        state = [tuple(p.detach() for p in theta)]
+        state = [theta.detach()]
         x, y = batch.x_all, batch.y_all
 
         def step():
-            state[0] = reptile_update_per_task(model, state[0], x, y, inner_steps=cfg.steps, inner_lr=INNER_LR,
+            state[0] = reptile_update_per_task(model, state[0], x, y, inner_steps=cfg.steps, inner_lr=OUR_INNER_LR,
                                                outer_lr=REPTILE_OUTER)
-        return None, step, lambda: state[0]
-    opt = make_adam(theta, META_LR)
+        return None, step, lambda: model.unflatten(state[0])
+    opt = make_adam([theta], META_LR)
 
     def meta_grad():
         opt.zero_grad(set_to_none=True)
-        maml_loss_per_task(model, theta, batch, inner_steps=cfg.steps, inner_lr=INNER_LR,
+        maml_loss_per_task(model, theta, batch, inner_steps=cfg.steps, inner_lr=OUR_INNER_LR,
                            first_order=cfg.first_order).backward()
-        return tuple(p.grad for p in theta)
+        return model.unflatten(theta.grad)
 
-    return meta_grad, timed_step(meta_grad, opt), lambda: theta
+    return meta_grad, timed_step(meta_grad, opt), lambda: model.unflatten(theta)
 
 
 def _vmap_forward(params, x):
@@ -499,7 +508,7 @@ def header(args, device: torch.device, checks: list[str], total_s: float | None)
         f"torchopt {torchopt.__version__}, Python {platform.python_version()}",
         f"- device: {dev}; torch threads per worker: {args.threads}",
         f"- setting: MLP {'-'.join(map(str, SIZES))} ReLU, K = {K_SUPPORT} support + {K_QUERY} query points, "
-        f"inner SGD lr {INNER_LR}, meta-optimiser Adam {META_LR:g} (the same torch.optim.Adam, fused where "
+        f"inner SGD lr {INNER_LR} on the MSE ({OUR_INNER_LR:g} on backprop2lib's E), meta-optimiser Adam {META_LR:g} (the same torch.optim.Adam, fused where "
         f"available, for every implementation); one fixed meta-batch per config (seed {SEED})",
         f"- ms: median over rounds of the mean time per meta-iteration "
         f"(backprop2lib.timing.time_per_call, ~{args.budget:g} s of timing per measurement; notes give "

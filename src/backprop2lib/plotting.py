@@ -1,4 +1,5 @@
-"""The book's house style and the plots chapters share."""
+"""The book's house style and the plots chapters share; every method's colour comes from
+:mod:`backprop2lib.methods`."""
 
 from __future__ import annotations
 
@@ -8,21 +9,9 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 
-# One colour per method, the same in every chapter.
-METHOD_COLORS = {
-    "MAML": "#0b5394",
-    "FOMAML": "#6fa8dc",
-    "Reptile": "#38761d",
-    "pretrained": "#990000",
-    "Meta-SGD": "#b45f06",
-    "meta-gradient scale": "#674ea7",
-    "backprop2 mean only": "#999999",
-    "backprop2 quadratic": "#cc0000",
-    "backprop2 quartic": "#e69138",
-    "Eve": "#bf9000",
-    "target": "#444444",
-}
-_FALLBACK = ["#b45f06", "#674ea7", "#bf9000", "#45818e", "#a64d79"]
+from . import methods
+
+TARGET_COLOR = "#444444"  # the ground truth in plot_fit (not a method)
 
 
 def use_house_style() -> None:
@@ -44,28 +33,34 @@ def use_house_style() -> None:
     })
 
 
-def method_color(name: str) -> str:
-    if name in METHOD_COLORS:
-        return METHOD_COLORS[name]
-    return _FALLBACK[sum(map(ord, name)) % len(_FALLBACK)]
+def plot_curves(ax, curves: Sequence, *, x: str = "steps", interval: str = "t", title: str = "",
+                xlabel: str | None = None, ylabel: str = "loss", logy: bool = True, marker: str | None = None,
+                styles: Mapping[str, str] | None = None, legend: bool = False) -> None:
+    """Mean loss with a 95% CI band over each :class:`~backprop2lib.optim.Curve`'s rows, one line per
+    curve in its method's colour, against the recorded steps or the run's wall time.
 
-
-def plot_adaptation_curves(ax, curves: Sequence, *, title: str = "", log: bool = True) -> None:
-    """Mean grid MSE against adaptation steps with a 95% CI band, one line per method."""
+    ``interval``: ``"t"`` (Student's t: a handful of seeds or models) or ``"normal"`` (hundreds of
+    tasks or instances). Diverged rows are left out of the band (the tables count them).
+    """
+    if x not in ("steps", "seconds"):
+        raise ValueError(f"x: expected 'steps' or 'seconds', got {x!r}")
     for curve in curves:
-        summaries = curve.summaries()
-        steps = np.arange(len(summaries))
+        xs = curve.steps if x == "steps" else curve.seconds
+        summaries = curve.summaries(interval=interval)
         mean = np.array([s.mean for s in summaries])
-        ci = np.array([s.ci95 for s in summaries])
-        color = method_color(curve.method)
-        ax.plot(steps, mean, marker="o", ms=3, color=color, label=curve.method)
-        ax.fill_between(steps, mean - ci, mean + ci, color=color, alpha=0.2, lw=0)
-    if log:
+        ci = np.nan_to_num(np.array([s.ci95 for s in summaries]))  # one row left: no band
+        color = methods.color(curve.name)
+        ax.plot(xs, mean, color=color, ls=(styles or {}).get(curve.name, "-"), marker=marker, ms=3, label=curve.name)
+        ax.fill_between(xs, np.maximum(mean - ci, 1e-12) if logy else mean - ci, mean + ci,
+                        color=color, alpha=0.15, lw=0)
+    if logy:
         ax.set_yscale("log")
-    ax.set_xlabel("adaptation steps")
-    ax.set_ylabel("MSE on the dense grid")
-    ax.set_title(title)
-    ax.legend()
+    if x == "seconds":
+        ax.set_xscale("log")
+    default_xlabel = "steps" if x == "steps" else "wall time (s)"
+    ax.set(xlabel=xlabel or default_xlabel, ylabel=ylabel, title=title)
+    if legend:
+        ax.legend()
 
 
 def plot_summaries(ax, xs: Sequence, summaries: Mapping[str, Sequence], *, xlabel: str, ylabel: str,
@@ -74,7 +69,7 @@ def plot_summaries(ax, xs: Sequence, summaries: Mapping[str, Sequence], *, xlabe
     for name, rows in summaries.items():
         mean = np.array([r.mean for r in rows])
         ci = np.array([r.ci95 for r in rows])
-        color = method_color(name)
+        color = methods.color(name)
         ax.plot(xs, mean, marker="o", ms=3, color=color, label=name)
         ax.fill_between(xs, mean - ci, mean + ci, color=color, alpha=0.15, lw=0)
     if logy:
@@ -91,7 +86,7 @@ def plot_training_losses(ax, results: Sequence, *, window: int = 500, title: str
         losses = np.asarray(r.losses, dtype=float)
         w = max(1, min(window, len(losses) // 5 or 1))
         smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
-        ax.plot(np.arange(len(smooth)) + w, smooth, color=method_color(r.method), label=r.method)
+        ax.plot(np.arange(len(smooth)) + w, smooth, color=methods.color(r.method), label=r.method)
     ax.set_yscale("log")
     ax.set_xlabel("meta-iteration")
     ax.set_ylabel(f"training loss (moving mean of {window})")
@@ -101,7 +96,7 @@ def plot_training_losses(ax, results: Sequence, *, window: int = 500, title: str
 
 def plot_fit(ax, x, target, predictions: Mapping[str, np.ndarray], *, support=None, title: str = "") -> None:
     """One task: the true function, the support points and predictions (label -> y)."""
-    ax.plot(x, target, color=METHOD_COLORS["target"], lw=2, label="ground truth")
+    ax.plot(x, target, color=TARGET_COLOR, lw=2, label="ground truth")
     styles = ["--", "-.", "-", ":"]
     for i, (label, y) in enumerate(predictions.items()):
         ax.plot(x, y, ls=styles[i % len(styles)], lw=1.5, label=label)

@@ -1,12 +1,18 @@
-"""Summaries that never let a diverged run silently become a NaN mean."""
+"""The book's inference, in one place: summaries that never let a diverged run silently become a
+NaN mean, normal and Student-t intervals, Wilson intervals for accuracies, and one ``compare``
+that every chapter's "lower / higher / not distinguishable" verdict goes through.
+"""
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 Z_95 = 1.959963984540054  # normal quantile; our samples have n >= 100 where this matters
+INTERVALS = ("normal", "t")  # "t": Student's t with n - 1 degrees of freedom, for a handful of seeds
 
 
 @dataclass(frozen=True)
@@ -23,12 +29,31 @@ class Summary:
         return text
 
 
-def summarise(values, *, diverged_above: float = np.inf) -> Summary:
-    """Mean and 95% CI (normal approximation) of the values that did not diverge.
+def _check_interval(interval) -> str:
+    if interval not in INTERVALS:
+        raise ValueError(f"interval: expected one of {INTERVALS}, got {interval!r}")
+    return interval
+
+
+def _quantile_95(interval: str, dof):
+    """The two-sided 95% quantile: normal, or Student's t with ``dof`` degrees of freedom."""
+    if interval == "normal":
+        return Z_95
+    from scipy.stats import t  # lazy: scipy is slow to import and most callers never need it
+
+    return t.ppf(0.975, dof)
+
+
+def summarise(values, *, interval: str = "normal", diverged_above: float = np.inf) -> Summary:
+    """Mean and 95% CI of the values that did not diverge.
 
     A value diverged if it is NaN, infinite, or above ``diverged_above`` (a loss that
     blew up to 1e30 is as diverged as an overflow); those are counted, not averaged.
+    ``interval="normal"`` uses the normal quantile (samples of hundreds of tasks),
+    ``interval="t"`` Student's t with n − 1 degrees of freedom (a handful of seeds).
+    With fewer than two kept values the half-width is NaN.
     """
+    _check_interval(interval)
     values = np.asarray(values, dtype=np.float64).ravel()
     if values.size == 0:
         raise ValueError("summarise() needs at least one value, got an empty array")
@@ -39,8 +64,163 @@ def summarise(values, *, diverged_above: float = np.inf) -> Summary:
     n_diverged = int((~finite).sum())
     if kept.size == 0:
         return Summary(float("nan"), float("nan"), 0, n_diverged)
-    ci = Z_95 * kept.std(ddof=1) / np.sqrt(kept.size) if kept.size > 1 else float("nan")
+    if kept.size > 1:
+        ci = float(_quantile_95(interval, kept.size - 1)) * kept.std(ddof=1) / np.sqrt(kept.size)
+    else:
+        ci = float("nan")
     return Summary(float(kept.mean()), float(ci), int(kept.size), n_diverged)
+
+
+def mean_and_ci(values, axis: int = -1, interval: str = "t") -> tuple[np.ndarray, np.ndarray]:
+    """Mean and 95% CI half-width along ``axis``, leaving out non-finite (diverged) entries.
+
+    For curves ``[steps, seeds]`` and tables ``[sizes, draws]``: one mean and half-width per
+    step. Where fewer than two entries are finite the half-width is 0 (no band can be drawn)
+    and, with none, the mean is NaN. Student's t by default, each entry with its own n − 1.
+    """
+    _check_interval(interval)
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 0 or values.size == 0:
+        raise ValueError(f"values: expected a non-empty array, got shape {values.shape}")
+    values = np.where(np.isfinite(values), values, np.nan)  # ±inf is as diverged as NaN
+    n = np.isfinite(values).sum(axis)
+    with warnings.catch_warnings():  # all-NaN slices are expected (a method that could not train)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(values, axis)
+        sd = np.nanstd(values, axis, ddof=1) if values.shape[axis] > 1 else np.zeros_like(mean)
+    quantile = _quantile_95(interval, np.maximum(n - 1, 1))
+    return mean, np.where(n > 1, quantile * sd / np.sqrt(np.maximum(n, 1)), 0.0)
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a proportion from ``successes`` of ``n`` (sound near 0 and 1).
+
+    (p + z²/2n ± z √(p(1 − p)/n + z²/4n²)) / (1 + z²/n) with p = successes / n. At k = 0 the
+    lower bound is exactly 0 and at k = n the upper exactly 1, as the formula gives; set so,
+    since rounding would leave them a hair off.
+    """
+    for name, value in (("n", n), ("successes", successes)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name}: expected an int, got {value!r}")
+    if n <= 0:
+        raise ValueError(f"n: expected a positive count, got {n!r}")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes: expected an int in 0..{n} (n), got {successes!r}")
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
+        raise ValueError(f"confidence: expected a number in (0, 1), got {confidence!r}")
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + confidence / 2))  # 0.95: Z_95 exactly
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    lo = 0.0 if successes == 0 else centre - half
+    hi = 1.0 if successes == n else centre + half
+    return lo, hi
+
+
+TESTS = ("difference", "overlap")  # how an unpaired comparison reads its intervals (see compare)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How ``a`` compares with ``b``: the verdict and the interval of a − b it reads."""
+
+    verdict: str  # "lower": a is lower than b; "higher"; or "not distinguishable"
+    difference: Summary  # a − b: mean, the 95% half-width the verdict reads, values kept and left out
+    a: Summary  # each side on its own (same interval and divergence rule)
+    b: Summary
+    paired: bool
+    test: str  # "difference" or "overlap" (see :func:`compare`)
+    interval: str  # "normal" or "t"
+
+    @property
+    def low(self) -> float:
+        return self.difference.mean - self.difference.ci95
+
+    @property
+    def high(self) -> float:
+        return self.difference.mean + self.difference.ci95
+
+    def __str__(self) -> str:
+        how = "paired" if self.paired else ("separate intervals" if self.test == "overlap" else "unpaired")
+        d = self.difference
+        text = f"{self.verdict} (a − b = {d.mean:.3g} ± {d.ci95:.2g}, {how}, {self.interval} 95% CI"
+        if d.n_diverged:
+            text += f", {d.n_diverged} diverged left out"
+        return text + ")"
+
+
+def _welch(a: np.ndarray, b: np.ndarray, interval: str) -> float:
+    """95% half-width of mean(a) − mean(b) for independent samples (Welch–Satterthwaite dof for t)."""
+    if a.size < 2 or b.size < 2:
+        return float("nan")
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se2 = va + vb
+    if se2 == 0:  # two constant samples: the difference is known exactly
+        return 0.0
+    dof = se2 ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
+    return float(_quantile_95(interval, dof)) * math.sqrt(se2)
+
+
+def _kept(values: np.ndarray, diverged_above: float) -> np.ndarray:
+    return np.isfinite(values) & (values <= diverged_above)
+
+
+def compare(a, b, *, paired: bool, interval: str = "normal", test: str = "difference",
+            diverged_above: float = np.inf) -> Comparison:
+    """Is ``a`` lower than ``b``, higher, or not distinguishable at 95%?
+
+    - ``paired=True``: ``a[i]`` and ``b[i]`` were measured on the same instance (task, seed);
+      the interval is that of the per-instance differences, and a pair where either side
+      diverged is left out and counted (``difference.n_diverged``).
+    - ``paired=False, test="difference"``: independent samples; the interval of
+      mean(a) − mean(b) with half-width √(h_a² + h_b²) (normal) or Welch's t.
+    - ``paired=False, test="overlap"``: the two 95% intervals are compared for overlap:
+      "lower" when a's upper bound lies below b's lower bound. This is an interval of the
+      difference with half-width h_a + h_b, wider than Welch's, so it calls fewer differences;
+      chapters 1–3 reported it and keep it so their verdicts stay what they were.
+
+    "lower" means the interval of a − b lies below 0, "higher" above 0. Diverged values (NaN,
+    inf, above ``diverged_above``) are counted, never averaged.
+    """
+    if not isinstance(paired, bool):
+        raise ValueError(f"paired: expected True or False, got {paired!r}")
+    _check_interval(interval)
+    if test not in TESTS:
+        raise ValueError(f"test: expected one of {TESTS}, got {test!r}")
+    if paired and test == "overlap":
+        raise ValueError("test: 'overlap' compares two separate intervals and ignores the pairing; "
+                         "use test='difference' with paired=True")
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.size == 0 or b.size == 0:
+        raise ValueError(f"a, b: expected non-empty samples, got sizes {a.size} and {b.size}")
+    if paired and a.shape != b.shape:
+        raise ValueError(f"a, b: paired samples need equal shapes, got {a.shape} and {b.shape}")
+    a, b = a.ravel(), b.ravel()
+    sa = summarise(a, interval=interval, diverged_above=diverged_above)
+    sb = summarise(b, interval=interval, diverged_above=diverged_above)
+    if paired:
+        both = _kept(a, diverged_above) & _kept(b, diverged_above)
+        # a pair is as diverged as its worse side: summarise the differences of the kept pairs only
+        d = a - b
+        d[~both] = np.nan
+        diff = summarise(d, interval=interval)
+    else:
+        ka, kb = a[_kept(a, diverged_above)], b[_kept(b, diverged_above)]
+        mean = sa.mean - sb.mean
+        half = sa.ci95 + sb.ci95 if test == "overlap" else _welch(ka, kb, interval)
+        diff = Summary(float(mean), float(half), sa.n + sb.n, sa.n_diverged + sb.n_diverged)
+    if test == "overlap":
+        # read the two intervals as they are printed, so the verdict is the chapters' old one exactly
+        lower = sa.mean + sa.ci95 < sb.mean - sb.ci95
+        higher = sb.mean + sb.ci95 < sa.mean - sa.ci95
+    else:
+        lower = diff.mean + diff.ci95 < 0
+        higher = diff.mean - diff.ci95 > 0
+    verdict = "lower" if lower else "higher" if higher else "not distinguishable"
+    return Comparison(verdict, diff, sa, sb, paired, test, interval)
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
@@ -82,3 +262,15 @@ def permutation_p_value(a, b, *, n_permutations: int = 10_000, seed: int = 0) ->
     shuffled = np.stack([rng.permutation(b) for _ in range(n_permutations)])
     null = shuffled @ a / denom
     return float((1 + (null >= observed - 1e-12).sum()) / (1 + n_permutations))
+
+
+def fitted_exponent(x, y) -> float:
+    """k in y ∝ x^k: the least-squares slope of log y on log x (e.g. seconds per step against P)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.ndim != 1 or x.shape != y.shape:
+        raise ValueError(f"x, y: expected two 1-D sequences of one length, got shapes {x.shape} and {y.shape}")
+    if len(x) < 2 or len(np.unique(x)) < 2:
+        raise ValueError(f"x: need at least two distinct values to fit a slope, got {x.tolist()}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y)) and np.all(x > 0) and np.all(y > 0)):
+        raise ValueError(f"x, y: expected finite positive values (they are logged), got {x.tolist()} and {y.tolist()}")
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0])

@@ -14,10 +14,12 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
 
 
 def adaptation_table(curves: Sequence, steps: Sequence[int]) -> str:
-    """Method x (K, steps) table of grid MSE, mean ± 95% CI, with diverged tasks counted."""
-    ks = sorted({c.k_shot for c in curves})
-    methods = list(dict.fromkeys(c.method for c in curves))
-    by_key = {(c.method, c.k_shot): c for c in curves}
+    """Method x (K, steps) table of grid MSE, mean ± 95% CI, with diverged tasks counted.
+
+    ``curves``: adaptation curves (:func:`backprop2lib.meta.evaluate_adaptation`), labelled with ``k_shot``."""
+    ks = sorted({c.labels["k_shot"] for c in curves})
+    methods = list(dict.fromkeys(c.name for c in curves))
+    by_key = {(c.name, c.labels["k_shot"]): c for c in curves}
     headers = ["method"] + [f"K={k}, {s} step{'s' if s != 1 else ''}" for k in ks for s in steps]
     rows = []
     for m in methods:
@@ -25,6 +27,6 @@ def adaptation_table(curves: Sequence, steps: Sequence[int]) -> str:
         for k in ks:
             for s in steps:
                 c = by_key.get((m, k))
-                row.append("—" if c is None else str(c.at(s)))
+                row.append("—" if c is None else str(c.summary(s)))
         rows.append(row)
     return markdown_table(headers, rows)

@@ -10,9 +10,15 @@ import numpy as np
 import pytest
 import torch
 
+import backprop2lib.data as data_package
+import backprop2lib.data.mnist as mnist_module
 from backprop2lib.data import (
     ENV_VAR,
     MNIST,
+    N_CLASSES,
+    N_PIXELS,
+    SIDE,
+    Minibatches,
     bundled_split,
     load_bundled_mnist,
     load_idx_mnist,
@@ -257,3 +263,43 @@ def test_images_must_be_28_by_28(tmp_path):
 def test_write_idx_rejects_values_outside_uint8(tmp_path):
     with pytest.raises(ValueError, match="bad-idx1-ubyte"):
         write_idx(tmp_path / "bad-idx1-ubyte", np.array([0, 256]))
+
+
+# ----------------------------------------------------------------------------- constants, minibatches
+
+
+def test_image_constants_are_defined_once_and_describe_the_data():
+    assert (SIDE, N_PIXELS, N_CLASSES) == (28, 784, 10)
+    assert data_package.__all__ == mnist_module.__all__  # the package re-exports the module, nothing else
+    assert all(getattr(data_package, name) is getattr(mnist_module, name) for name in mnist_module.__all__)
+    data = load_bundled_mnist()
+    assert data.images.shape[1:] == (SIDE, SIDE) and data.pixels().shape[1] == N_PIXELS
+    assert int(data.labels.max()) == N_CLASSES - 1
+
+
+def test_minibatches_are_the_images_as_inputs_drawn_by_seed_alone():
+    data = bundled_split().validation
+    pool = Minibatches.of(data, dtype=torch.float64)
+    assert len(pool) == len(data) and torch.equal(pool.x, data.pixels(torch.float64)) and pool.y is data.labels
+    assert "n=1000" in repr(pool)
+    x, y = pool.draw(17, (3, 5))
+    # the draw, written out: a fresh CPU generator seeded with the seed, indices uniform with replacement
+    idx = torch.randint(len(data), (3, 5), generator=torch.Generator().manual_seed(17))
+    assert x.shape == (3, 5, N_PIXELS) and torch.equal(x, pool.x[idx]) and torch.equal(y, data.labels[idx])
+    again, other = pool.draw(17, (3, 5)), pool.draw(18, (3, 5))
+    assert torch.equal(again[0], x) and not torch.equal(other[1], y)
+    rows = pool.draw(17, (3, 5), rows=slice(1, 3))  # part of one draw: the same rows as in the whole
+    assert torch.equal(rows[0], x[1:3]) and torch.equal(rows[1], y[1:3])
+    one, _ = pool.draw(17, (5,))  # one row alone is the first row of a draw for many
+    assert torch.equal(one, x[0])
+
+
+def test_minibatches_reject_inputs_that_are_not_images_with_labels():
+    x, y = torch.zeros(4, N_PIXELS), torch.zeros(4, dtype=torch.int64)
+    with pytest.raises(ValueError, match="x: expected floating-point pixels"):
+        Minibatches(torch.zeros(4, 28, 28), y)
+    with pytest.raises(ValueError, match="x: expected floating-point pixels"):
+        Minibatches(x.to(torch.uint8), y)
+    with pytest.raises(ValueError, match="y: expected 4 labels"):
+        Minibatches(x, y[:3])
+

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from backprop2lib.data.mnist import bundled_split
-from backprop2lib.learned.meta_train import (MetaDivergenceError, MetaTrainConfig, meta_train, unrolled_losses,
+from backprop2lib.learned.meta_train import (MetaTrainConfig, meta_train, unrolled_losses,
                                              validation_loss)
 from backprop2lib.learned.optimizer import CoordinatewiseOptimizer, LearnedOptimizerConfig, detach_state
 from backprop2lib.learned.preprocess import preprocess_gradients
 from backprop2lib.learned.problems import MNISTNets, Quadratics
+from backprop2lib.optim.errors import DivergenceError
 
 D = torch.float64
 
@@ -161,6 +162,31 @@ def test_mnist_problem_gradient_and_paired_minibatches():
     assert relu.model.sizes == (784, 20, 20, 10) and relu.model.activation == "relu"
 
 
+def test_mnist_nets_make_the_draws_and_losses_of_the_code_before_sharing():
+    """MNISTNets as it stood before it drew through data.mnist.Minibatches, written out call by call."""
+    from backprop2lib.second_order.hessian import loss_grad_and_block_hessians, output_loss
+
+    data = bundled_split().validation
+    nets = MNISTNets.sample(6, data, seed=3, batch_size=8)
+    x_all, y_all = data.pixels(), data.labels
+    g = torch.Generator().manual_seed(3)
+    theta0 = (0.01 * torch.randn(6, nets.n_params, generator=g, dtype=torch.float64)).to(torch.float32)
+    assert torch.equal(nets.theta0, theta0)
+    for step in (0, 1, 5):
+        for part, (start, stop) in ((nets, (0, 6)), (nets.chunk(2, 5), (2, 5))):
+            g = torch.Generator().manual_seed(3 * 1_000_003 + 7919 * step + 1)
+            idx = torch.randint(len(y_all), (6, 8), generator=g)[start:stop]
+            x, y = part.batch(step)
+            assert torch.equal(x, x_all[idx]) and torch.equal(y, y_all[idx])
+            theta = theta0[start:stop]
+            out = part.model.forward(part.model.unflatten(theta), x, check=False)
+            assert torch.equal(part.loss(theta, step), output_loss(out, y, "cross_entropy").mean(1))
+            with torch.no_grad():
+                value, grad, _ = loss_grad_and_block_hessians(part.model, theta, x, y, None, loss="cross_entropy")
+            got_value, got_grad = part.loss_and_grad(theta, step)
+            assert torch.equal(got_value, value) and torch.equal(got_grad, grad)
+
+
 # ----------------------------------------------------------------------------- meta-training
 def _quadratic_setup(episodes=4, **kw):
     net = CoordinatewiseOptimizer(LearnedOptimizerConfig(preprocess=None, output_scale=1.0), seed=0)
@@ -240,14 +266,14 @@ def test_a_diverging_meta_loss_is_skipped_counted_and_then_reported():
         net.head.bias.fill_(1e30)  # every update overflows the quadratic
     config = MetaTrainConfig(episodes=3, episode_length=10, unroll=5, validate_every=3, max_bad_truncations=1)
     sample = lambda e: Quadratics.sample(4, dim=3, seed=e)
-    with pytest.raises(MetaDivergenceError, match="episode 1"):
+    with pytest.raises(DivergenceError, match="episode 1"):
         meta_train(net, sample, Quadratics.sample(2, dim=3, seed=9), config, progress=False)
 
 
 # ----------------------------------------------------------------------------- chunked evaluation
 def test_chunked_evaluation_equals_the_whole_set():
-    from backprop2lib.learned.baselines import Adam, LearnedStepper
-    from backprop2lib.learned.evaluate import run
+    from backprop2lib.learned.stepper import LearnedStepper
+    from backprop2lib.optim import Adam, run
 
     data = bundled_split().test
     nets = MNISTNets.sample(5, data, seed=4, dtype=D, batch_size=16)

@@ -10,8 +10,8 @@ from backprop2lib.meta.fewshot import evaluate_few_shot, query_errors, sgd_adapt
 from backprop2lib.meta.meta_sgd import MetaSGDResult, meta_sgd_loss, train_meta_sgd
 from backprop2lib.meta.scale_gradient import ScaleGradientResult, scale_gradient_loss, train_scale_gradient
 from backprop2lib.models import MLP
-from backprop2lib.scale import InnerLoop, error
-from backprop2lib.tasks import RegressionBatch, TeacherTasks
+from backprop2lib.scale import InnerLoop, adapt, error
+from backprop2lib.tasks import TaskBatch, TeacherTasks
 
 D = torch.float64
 MODEL = MLP((2, 4, 1), "tanh")  # P = 17
@@ -226,7 +226,7 @@ class _InputsVanishAfterInit:
         if self.calls == 1:
             return batch
         x = torch.zeros_like(batch.x_support)
-        return RegressionBatch(x, batch.y_support, x[:, :0], batch.y_support[:, :0], batch.truth)
+        return TaskBatch(x, batch.y_support, x[:, :0], batch.y_support[:, :0], batch.truth)
 
 
 def test_quadratic_without_floor_reports_the_outer_iteration_where_a_variance_hit_zero():
@@ -289,7 +289,7 @@ def test_train_meta_sgd_lowers_the_held_out_query_error():
     adapted = result.adapt(model, held_out.x_support, held_out.y_support)
     assert adapted.steps.tolist() == [1] * 100
     after = error(model, adapted.params, held_out.x_query, held_out.y_query).mean()
-    torch.testing.assert_close(after, meta_sgd_loss(model, result.flat, result.rates, held_out))
+    torch.testing.assert_close(after, meta_sgd_loss(model, result.params, result.rates, held_out))
     assert float(after) < 0.5 * float(before)
     with pytest.raises(ValueError, match="init_rate"):
         train_meta_sgd(model, tasks, iterations=1, init_rate=0.0, progress=False)
@@ -325,7 +325,7 @@ def test_scale_gradient_loss_gradient_matches_finite_differences():
 
 
 def _scale_result(model, mean, log_scale, *, strength=0.2, inner_steps=4, inner_lr=0.1):
-    return ScaleGradientResult("meta-gradient scale", model.unflatten(mean), np.zeros(1), 0.0, {},
+    return ScaleGradientResult("meta-gradient scale", mean, np.zeros(1), 0.0, {},
                                log_scale=log_scale, strength=strength, inner_steps=inner_steps, inner_lr=inner_lr)
 
 
@@ -363,7 +363,7 @@ def test_train_scale_gradient_runs_the_documented_loss_and_validates():
                                    inner_lr=0.1, strength=1e-2)
     assert float(result.losses[0]) == pytest.approx(float(expected), rel=1e-5)
     assert result.log_scale.shape == (model.n_params,) and result.inner_steps == 2
-    assert not torch.equal(result.flat, init)  # Adam moved μ
+    assert result.params.shape == init.shape and not torch.equal(result.params, init)  # Adam moved μ
     for name in ("inner_lr", "strength", "init_scale"):
         with pytest.raises(ValueError, match=name):
             train_scale_gradient(model, tasks, iterations=1, progress=False, **{name: 0.0})
@@ -375,25 +375,26 @@ def test_evaluate_few_shot_with_sgd_adapter_equals_mse_after_sgd_by_hand():
     batch = _batch64(seed=22, T=4, model=model)
     theta = torch.randn(model.n_params, generator=gen(23), dtype=D) * 0.5
     adapters = {"sgd": sgd_adapter(model, theta, steps=3, lr=0.2),
-                "sgd_params": sgd_adapter(model, model.unflatten(theta), steps=3, lr=0.2),
                 "none": lambda x, y: theta.expand(x.shape[0], -1)}
     scores = evaluate_few_shot(model, adapters, batch)
-    assert set(scores) == {"sgd", "sgd_params", "none"}
+    assert set(scores) == {"sgd", "none"}
     for t in range(4):
         w = theta.clone()
-        for _ in range(3):  # plain SGD on the MSE, by hand
+        for _ in range(3):  # plain SGD on E (the library's one convention for inner steps), by hand
             leaf = w.clone().requires_grad_(True)
-            (g,) = torch.autograd.grad(_mse_one(model, leaf, batch.x_support[t], batch.y_support[t]), leaf)
+            (g,) = torch.autograd.grad(_error_one(model, leaf, batch.x_support[t], batch.y_support[t]), leaf)
             w = w - 0.2 * g
-        expected = float(_mse_one(model, w, batch.x_query[t], batch.y_query[t]))
+        expected = float(_mse_one(model, w, batch.x_query[t], batch.y_query[t]))  # scored on the MSE
         assert scores["sgd"][t] == pytest.approx(expected, rel=1e-10)
-        assert scores["sgd_params"][t] == pytest.approx(expected, rel=1e-10)
         assert scores["none"][t] == pytest.approx(float(_mse_one(model, theta, batch.x_query[t],
                                                                  batch.y_query[t])), rel=1e-10)
     assert scores["sgd"].dtype == np.float64 and scores["sgd"].shape == (4,)
     # and the library's own sgd_adapt gives the same
-    phi = model.flatten(sgd_adapt(model, model.unflatten(theta), batch.x_support, batch.y_support, steps=3, lr=0.2))
+    phi = sgd_adapt(model, theta, batch.x_support, batch.y_support, steps=3, lr=0.2)
     np.testing.assert_allclose(scores["sgd"], model.loss(model.unflatten(phi), batch.x_query, batch.y_query).numpy())
+    # the same step size means the same step for MAML's adapter and for the scale learners' inner loop
+    same = adapt(model, theta, batch.x_support, batch.y_support, loop=InnerLoop(max_steps=3, lr=0.2)).params
+    torch.testing.assert_close(phi, same, rtol=1e-12, atol=1e-14)
 
 
 def test_few_shot_errors():

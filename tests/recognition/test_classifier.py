@@ -6,9 +6,10 @@ from backprop2lib.meta.backprop2 import ScaleModel
 from backprop2lib.meta.scale_gradient import ScaleGradientResult
 from backprop2lib.meta.training import TrainResult
 from backprop2lib.models import MLP
+from backprop2lib.optim.errors import DivergenceError
 from backprop2lib.recognition.classifier import (Classification, auroc_per_class, classify, classify_one_at_a_time,
                                                  fit_temperature)
-from backprop2lib.recognition.priors import ClassPriors, StackedEveRates, StackedQuadratic, StackedQuartic
+from backprop2lib.recognition.priors import ClassPriors
 from backprop2lib.scale import EveRates, InnerLoop, QuadraticRegulariser, QuarticRegulariser, error
 
 D = torch.float64
@@ -36,15 +37,16 @@ def _priors(method: str, C: int = 3, seed: int = 0, **kw) -> ClassPriors:
     return ClassPriors(method, mean, spread, **kw)
 
 
-# ------------------------------------------------------- stacked regularisers and rates
+# ------------------------------------------------------- per-task regularisers and rates
 @pytest.mark.parametrize("method", ["quadratic", "quartic"])
-def test_stacked_regulariser_equals_the_original_per_class_and_autograd(method):
+def test_rows_regulariser_equals_one_class_per_row_and_autograd(method):
     priors = _priors(method, C=4, strength=0.03)
     idx = torch.tensor([3, 0, 0, 2, 1, 3, 2, 2, 0])
     w = (priors.mean[idx] + 0.7 * torch.randn(len(idx), P, generator=gen(1), dtype=D)).requires_grad_()
     start, regulariser, rates = priors.rows(idx)
     assert rates is None
-    assert isinstance(regulariser, StackedQuadratic if method == "quadratic" else StackedQuartic)
+    assert isinstance(regulariser, QuadraticRegulariser if method == "quadratic" else QuarticRegulariser)
+    assert regulariser.mean.shape == (len(idx), P) and regulariser.strength == 0.03
     torch.testing.assert_close(start, priors.mean[idx], rtol=0, atol=0)
     value, grad = regulariser.value_and_grad(w)
     for t, c in enumerate(idx.tolist()):
@@ -57,12 +59,12 @@ def test_stacked_regulariser_equals_the_original_per_class_and_autograd(method):
     torch.testing.assert_close(grad.detach(), auto, rtol=1e-12, atol=1e-14)
 
 
-def test_stacked_eve_rates_equal_the_original_per_class():
+def test_rows_eve_rates_equal_one_class_per_row():
     priors = _priors("eve", C=4, decay=0.35)
     idx = torch.tensor([1, 1, 3, 0, 2, 3])
     w = priors.mean[idx] + torch.randn(len(idx), P, generator=gen(2), dtype=D)
     start, regulariser, rates = priors.rows(idx)
-    assert regulariser is None and isinstance(rates, StackedEveRates)
+    assert regulariser is None and isinstance(rates, EveRates) and rates.mean.shape == (len(idx), P)
     got = rates.rates(w)
     for t, c in enumerate(idx.tolist()):
         _, _, original = priors.one_class(c)
@@ -94,7 +96,7 @@ def test_with_changes_a_knob_and_rechecks():
 
 # ------------------------------------------------------------------ from_models
 def _flat_params(seed):
-    return MODEL.unflatten(torch.randn(P, generator=gen(seed), dtype=D))
+    return torch.randn(P, generator=gen(seed), dtype=D)
 
 
 def test_from_models_reads_each_kind_of_trained_model():
@@ -125,20 +127,20 @@ def test_from_models_reads_each_kind_of_trained_model():
           for c in range(3)]
     priors = ClassPriors.from_models(sg)
     assert priors.method == "quadratic"
-    torch.testing.assert_close(priors.mean[1], sg[1].flat)
+    torch.testing.assert_close(priors.mean[1], sg[1].params)
     torch.testing.assert_close(priors.spread[2], sg[2].regulariser.variance)
 
     maml = [TrainResult("maml", _flat_params(c), np.zeros(1), 1.0) for c in range(3)]
     priors = ClassPriors.from_models(maml)
     assert priors.method == "initialisation" and priors.spread is None
-    torch.testing.assert_close(priors.mean[2], maml[2].flat)
+    torch.testing.assert_close(priors.mean[2], maml[2].params)
 
 
 def test_from_models_rejects_mixtures_and_disagreements():
     loop = InnerLoop(max_steps=3, lr=0.1)
     m = torch.randn(P, dtype=D)
     s = torch.ones(P, dtype=D)
-    maml = TrainResult("maml", MODEL.unflatten(m), np.zeros(1), 1.0)
+    maml = TrainResult("maml", m, np.zeros(1), 1.0)
     quad = ScaleModel("quadratic", m, QuadraticRegulariser(m, s, 0.01), None, loop)
     with pytest.raises(ValueError, match="one method"):
         ClassPriors.from_models([maml, quad])
@@ -231,8 +233,8 @@ def test_batched_classify_equals_one_at_a_time(method, chunk):
 
 @pytest.mark.parametrize("method", ["initialisation", *SCALED])
 def test_line_search_adaptation_batched_equals_one_at_a_time(method):
-    # lr=None: backprop2's warm-started line search per task; the batched loop takes subsets of
-    # the stacked regulariser's rows, the reference runs scale.adapt.adapt task by task
+    # lr=None: backprop2's warm-started line search per task; the batched adapt takes subsets of
+    # the [T, P] regulariser's rows, the reference runs scale.adapt.adapt task by task
     priors = _priors(method, C=3, seed=7, strength=0.05, decay=0.3)
     x, y = _random_images(5, 5, seed=8)
     kw = dict(steps=6, lr=None, temperature=0.05)
@@ -423,5 +425,5 @@ def test_classify_rejects_bad_arguments():
 def test_divergence_names_the_pairs_and_suggests_a_smaller_lr(run):
     priors = _priors("quadratic", C=2, strength=1.0).with_(spread=torch.full((2, P), 1e-3, dtype=D))
     x, y = _random_images(3, 4, seed=70)
-    with pytest.raises(FloatingPointError, match=r"\(image 0, class 0\).*smaller lr"):
+    with pytest.raises(DivergenceError, match=r"\(image 0, class 0\).*smaller lr"):
         run(MODEL, priors, x, y, steps=60, lr=1e3, chunk=2)

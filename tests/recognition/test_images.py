@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from backprop2lib.data.mnist import MNIST
+from backprop2lib.data.mnist import MNIST, SIDE
 from backprop2lib.meta.reptile import train_reptile
 from backprop2lib.models.mlp import MLP
 from backprop2lib.recognition.images import (
-    SIDE,
     ImageTasks,
     coordinate_grid,
     images_to_tasks,
@@ -192,6 +191,23 @@ def test_sampling_is_reproducible_with_a_seeded_generator():
     assert not torch.equal(a.x_support, c.x_support)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sample_makes_the_draws_of_the_old_per_family_code(dtype):
+    """ImageTasks.sample as it stood before the families shared TaskFamily, written out call by call."""
+    tasks = make_tasks(5)
+    g_new, g_old = torch.Generator().manual_seed(8), torch.Generator().manual_seed(8)
+    for n_tasks, n_support, n_query in ((6, 30, 20), (2, 0, 784), (3, 1, 0)):
+        batch = tasks.sample(n_tasks, n_support, n_query, generator=g_new, dtype=dtype)
+        n = n_support + n_query
+        image = torch.randint(len(tasks), (n_tasks,), generator=g_old)
+        order = torch.rand(n_tasks, 784, generator=g_old, dtype=torch.float64).argsort(dim=1)[:, :n]
+        y = tasks.pixels[image.unsqueeze(1), order].to(dtype).unsqueeze(-1)
+        x = coordinate_grid(SIDE, dtype=dtype)[order]
+        expected = (x[:, :n_support], y[:, :n_support], x[:, n_support:], y[:, n_support:], image)
+        for got, want in zip((batch.x_support, batch.y_support, batch.x_query, batch.y_query, batch.truth), expected):
+            assert got.dtype == want.dtype and torch.equal(got, want)
+
+
 def test_too_many_points_and_bad_counts_raise():
     tasks = make_tasks()
     with pytest.raises(ValueError, match="784"):
@@ -247,10 +263,9 @@ def test_stream_and_reptile_accept_image_tasks():
     assert batch.x_support.shape == (4, 10, 2) and batch.y_query.shape == (4, 5, 1)
 
     model = MLP((2, 5, 1), activation="gaussian")
-    init = model.init(generator=torch.Generator().manual_seed(0))
+    init = model.flatten(model.init(generator=torch.Generator().manual_seed(0)))
     result = train_reptile(model, tasks, iterations=3, meta_batch=4, k_shot=10, k_query=10, inner_steps=2,
                            inner_lr=0.1, init=init, generator=torch.Generator().manual_seed(1), progress=False)
     assert len(result.losses) == 3 and np.isfinite(result.losses).all()
-    flat = result.flat
-    assert torch.isfinite(flat).all()
-    assert not torch.allclose(flat, model.flatten(init))
+    assert result.params.shape == init.shape and torch.isfinite(result.params).all()
+    assert not torch.allclose(result.params, init)

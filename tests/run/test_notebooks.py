@@ -230,3 +230,46 @@ def test_write_atomic_failure_leaves_the_old_file(tmp_path, monkeypatch):
         write_atomic(notebook(code("x")), path)
     assert path.read_bytes() == b"precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["n.ipynb"]  # no temp file left behind
+
+
+# ------------------------------------------------------------------------ jupytext pairs
+
+
+def test_a_written_back_notebook_stays_in_sync_with_its_text_twin(tmp_path):
+    """paper/full runs write the executed notebook over the chapter: the cleaned notebook keeps
+    its jupytext pairing and the cells of its .md twin (which the runner never touches)."""
+    import jupytext
+
+    from .test_notebook_pairs import PAIRED_FORMATS, TEXT_FORMAT, pair_problem, text_twin
+
+    figure = code("plt.plot([1, 2])\nplt.show()", tags=["hide-input"])
+    figure.metadata["mystnb"] = {"figure": {"caption": "A line.", "name": "fig-line"}}
+    nb = notebook(code("import matplotlib.pyplot as plt", tags=["hide-input"]),
+                  nbformat.v4.new_markdown_cell("Some *prose*."), code("print(1)"), figure)
+    nb.metadata["jupytext"] = {"formats": PAIRED_FORMATS}
+    path = tmp_path / "01_chapter.ipynb"
+    nbformat.write(nb, path)
+    jupytext.write(nb, text_twin(path), fmt=TEXT_FORMAT)
+    text_before = text_twin(path).read_bytes()
+    assert pair_problem(path) is None
+
+    # what papermill hands back: an injected-parameters cell after `parameters`, an empty tag
+    # list and timings on every cell, outputs, run metadata
+    executed = nbformat.read(path, as_version=4)
+    executed.cells.insert(1, code('# Parameters\nprofile = "paper"\n', tags=["injected-parameters"]))
+    for cell in executed.cells:
+        cell.metadata.setdefault("tags", [])
+        cell.metadata["papermill"] = {"duration": 0.1, "status": "completed"}
+        if cell.cell_type == "code":
+            cell.metadata["execution"] = {"iopub.status.busy": "2024-01-01"}
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    executed.metadata["papermill"] = {"parameters": {"profile": "paper"}, "duration": 3.2}
+    add_stamp(executed, compute_stamp(executed, "paper"), device="cpu", wall_time_s=1.0)
+    write_atomic(clean_notebook(executed), path)
+
+    written = nbformat.read(path, as_version=4)
+    assert written.metadata["jupytext"] == {"formats": PAIRED_FORMATS}
+    assert [c.metadata.get("tags") for c in written.cells if c.cell_type == "code"] == [
+        ["parameters"], ["hide-input"], None, ["hide-input"]]
+    assert pair_problem(path) is None
+    assert text_twin(path).read_bytes() == text_before

@@ -20,9 +20,11 @@ import pytest
 
 from backprop2lib.run import compute_stamp, is_stale, read_stamp, run_notebooks
 from backprop2lib.run.notebooks import Stamp, add_stamp
-from backprop2lib.run.runner import _finish, _Job, format_table
+from backprop2lib.run.runner import _finish, _Job, default_notebooks, format_table
 from backprop2lib.run.slots import available_cores
 from nbchecks import assert_clean
+
+from .test_notebook_pairs import PAIRED_FORMATS, TEXT_FORMAT, pair_problem, text_twin
 
 KERNEL_TIMEOUTS = ["--timeout", "120", "--start-timeout", "120"]
 
@@ -39,6 +41,18 @@ def write_notebook(path: Path, *sources: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
     return path
+
+
+def pair_with_text_twin(path: Path) -> Path:
+    """Pair a notebook with a MyST twin, as the chapters are; tag its first code cell hide-input."""
+    import jupytext
+
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["jupytext"] = {"formats": PAIRED_FORMATS}
+    nb.cells[1].metadata["tags"] = ["hide-input"]
+    nbformat.write(nb, path)
+    jupytext.write(nb, text_twin(path), fmt=TEXT_FORMAT)
+    return text_twin(path)
 
 
 def child_env() -> dict[str, str]:
@@ -76,16 +90,18 @@ BAD = ("x = 1", "md:# The failing cell is index 3 in the file", "raise ValueErro
 def cli_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     good = write_notebook(root / "notebooks" / "01_good.ipynb", *GOOD)
+    good_text = pair_with_text_twin(good)  # as every chapter is (tests/run/test_notebook_pairs.py)
     bad = write_notebook(root / "notebooks" / "02_bad.ipynb", *BAD)
     expected_stamp = compute_stamp(nbformat.read(good, as_version=4), "paper").stamp
     bad_bytes = bad.read_bytes()
+    good_text_bytes = good_text.read_bytes()
     proc = subprocess.run(
         [sys.executable, "-m", "backprop2lib.run", "--root", str(root), "--profile", "paper", "--jobs", "2",
          *KERNEL_TIMEOUTS],
         capture_output=True, text=True, cwd=root, env=child_env(), timeout=300,
     )
     return SimpleNamespace(root=root, good=good, bad=bad, bad_bytes=bad_bytes, proc=proc,
-                           expected_stamp=expected_stamp)
+                           expected_stamp=expected_stamp, good_text=good_text, good_text_bytes=good_text_bytes)
 
 
 @pytest.mark.slow
@@ -117,6 +133,15 @@ def test_cli_written_notebook_is_clean(cli_run):
     assert_clean(nb)
     assert nb.cells[0].metadata.get("tags") == ["parameters"]
     assert not any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+
+
+@pytest.mark.slow
+def test_cli_written_notebook_stays_in_sync_with_its_text_twin(cli_run):
+    nb = nbformat.read(cli_run.good, as_version=4)
+    assert nb.metadata["jupytext"]["formats"] == PAIRED_FORMATS
+    assert nb.cells[1].metadata.get("tags") == ["hide-input"]
+    assert pair_problem(cli_run.good) is None
+    assert cli_run.good_text.read_bytes() == cli_run.good_text_bytes  # the runner writes the .ipynb only
 
 
 @pytest.mark.slow
@@ -219,6 +244,19 @@ def test_missing_notebook_is_a_usage_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "backprop2lib.run", "nope.ipynb", "--profile", "smoke"],
                           capture_output=True, text=True, cwd=tmp_path, env=child_env())
     assert proc.returncode == 2 and "nope.ipynb" in proc.stderr
+
+
+def test_a_text_twin_is_a_usage_error(tmp_path):
+    path = write_notebook(tmp_path / "notebooks" / "01_x.ipynb", "print(1)")
+    text = pair_with_text_twin(path)
+    proc = subprocess.run([sys.executable, "-m", "backprop2lib.run", str(text), "--profile", "smoke"],
+                          capture_output=True, text=True, cwd=tmp_path, env=child_env())
+    assert proc.returncode == 2 and "not .ipynb notebooks" in proc.stderr and "01_x.md" in proc.stderr
+
+
+def test_default_selection_globs_the_notebooks_not_their_text_twins(tmp_path):
+    pair_with_text_twin(write_notebook(tmp_path / "notebooks" / "01_x.ipynb", "print(1)"))
+    assert default_notebooks(tmp_path) == [tmp_path / "notebooks" / "01_x.ipynb"]
 
 
 def stamped(path: Path, *sources: str) -> Path:

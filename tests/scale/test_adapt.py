@@ -207,6 +207,74 @@ def test_batched_step_size_of_stopped_tasks_equals_one_at_a_time():
     torch.testing.assert_close(batched.step_size, single.step_size)
 
 
+def _per_task_prior(kind, mean, spread):
+    """``(regulariser, rates)`` of one kind, on [T, P] (one row per task) or [P] tensors."""
+    if kind == "quadratic":
+        return QuadraticRegulariser(mean, spread, 1e-3), None
+    if kind == "quartic":
+        return QuarticRegulariser(mean, spread, 1e-3), None
+    return None, EveRates(mean, spread, decay=0.5)
+
+
+@pytest.mark.parametrize("kind", ["quadratic", "quartic", "eve"])
+def test_per_task_prior_with_line_search_and_terminator_equals_each_task_alone(kind, monkeypatch):
+    """A [T, P] regulariser or rates in one batched call = each task alone with its own [P] objects.
+
+    The line search's last rounds and the steps once most tasks have stopped use a subset of the
+    tasks; the [T, P] objects must then be cut to those rows (``take``), or the rows mismatch.
+    """
+    model, _, b, start = _setup("tanh", T=4, N=30, noise_std=0.1)
+    T = 4
+    g = gen(30)
+    mean = start + 0.3 * torch.randn(T, model.n_params, generator=g, dtype=D)
+    spread = 0.5 + torch.rand(T, model.n_params, generator=g, dtype=D)
+    loop = _line_search_terminator_loop()
+    x, y = b.x_support, b.y_support
+    alone = [adapt_one_at_a_time(model, mean[t], x[t:t + 1], y[t:t + 1], loop=loop,
+                                 **dict(zip(("regulariser", "rates"), _per_task_prior(kind, mean[t], spread[t]))))
+             for t in range(T)]
+    regulariser, rates = _per_task_prior(kind, mean, spread)
+    cls = type(regulariser if rates is None else rates)
+    calls = []  # rows of the object take() was called on
+    original_take = cls.take
+    monkeypatch.setattr(cls, "take", lambda self, rows: calls.append(self.mean.shape[0]) or original_take(self, rows))
+    batched = adapt(model, mean, x, y, loop=loop, regulariser=regulariser, rates=rates)
+    one_by_one = adapt_one_at_a_time(model, mean, x, y, loop=loop, regulariser=regulariser, rates=rates)
+    for name in ("steps", "stopped"):
+        want = torch.cat([getattr(r, name) for r in alone])
+        assert torch.equal(getattr(batched, name), want) and torch.equal(getattr(one_by_one, name), want)
+    for name in ("params", "error_before", "error_after", "step_size"):
+        want = torch.cat([getattr(r, name) for r in alone])
+        torch.testing.assert_close(getattr(batched, name), want, rtol=1e-9, atol=1e-11)
+        torch.testing.assert_close(getattr(one_by_one, name), want, rtol=1e-12, atol=1e-14)
+    assert bool(batched.stopped.all())
+    ordered = sorted(batched.steps.tolist())
+    only_some = ordered[-1] - ordered[T // 2 - 1]  # steps at which at most half the tasks were still active
+    assert only_some > 0
+    from_all = calls[:len(calls) - T].count(T)  # the last T calls are adapt_one_at_a_time's, one per task
+    if kind == "eve":  # rates are cut once per such step, the line search uses values only
+        assert from_all == only_some
+    else:  # ... and the line search also evaluated subsets of the tasks
+        assert from_all > only_some
+
+
+def test_one_at_a_time_gives_each_task_its_row_of_a_rates_tensor():
+    model, _, b, start = _setup("tanh")
+    rates = torch.exp(torch.randn(3, model.n_params, generator=gen(31), dtype=D))
+    loop = InnerLoop(max_steps=4, lr=0.1)
+    batched = adapt(model, start, b.x_support, b.y_support, loop=loop, rates=rates)
+    single = adapt_one_at_a_time(model, start, b.x_support, b.y_support, loop=loop, rates=rates)
+    assert single.params.shape == (3, model.n_params)
+    torch.testing.assert_close(single.params, batched.params, rtol=1e-12, atol=1e-14)
+
+
+def test_a_per_task_regulariser_for_other_tasks_is_refused_by_name():
+    model, _, b, start = _setup("tanh")  # 3 tasks
+    wrong = QuadraticRegulariser(start.expand(4, -1), torch.ones(4, model.n_params, dtype=D))
+    with pytest.raises(ValueError, match=r"w: expected \[T, P\] = \(4, "):
+        adapt(model, start, b.x_support, b.y_support, loop=InnerLoop(max_steps=1, lr=0.1), regulariser=wrong)
+
+
 def test_line_search_never_raises_the_full_batch_objective():
     """Full batch: every line-search step lowers E (+R), so the error after one step is below before."""
     model, _, b, start = _setup("gaussian", T=3, N=20)

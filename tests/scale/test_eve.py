@@ -119,3 +119,56 @@ def test_errors():
         EveRates(torch.zeros(3, dtype=D), torch.tensor([1.0, 0.0, 1.0], dtype=D))
     with pytest.raises(ValueError, match="mean, variance"):
         EveRates(torch.zeros(3, dtype=D), torch.ones(4, dtype=D))
+
+
+# ------------------------------------------------------- a mean per task: [T, P]
+def _per_task(T=5, P=4, seed=20):
+    """``(mean [T, P], variance [T, P])``: every task its own Eve prior, variances over three decades."""
+    g = gen(seed)
+    return torch.randn(T, P, generator=g, dtype=D), 10 ** (3 * torch.rand(T, P, generator=g, dtype=D) - 2)
+
+
+def test_per_task_mean_equals_one_shared_mean_object_per_row():
+    mean, variance = _per_task()
+    eve = EveRates(mean, variance, decay=0.35)
+    w = mean + 2 * torch.randn(mean.shape, generator=gen(21), dtype=D)
+    rates, convergence = eve.rates(w), eve.convergence(w)
+    assert rates.shape == mean.shape and convergence.shape == (mean.shape[0],)
+    for t in range(mean.shape[0]):
+        row = EveRates(mean[t], variance[t], decay=0.35)
+        torch.testing.assert_close(eve.base_rates[t], row.base_rates, rtol=1e-14, atol=0)
+        torch.testing.assert_close(rates[t], row.rates(w[t]), rtol=1e-14, atol=0)
+        torch.testing.assert_close(convergence[t], row.convergence(w[t]), rtol=1e-14, atol=0)
+        torch.testing.assert_close(eve.scale[t], row.scale, rtol=0, atol=0)
+        # λ is normalised per task (mean 1 over the row's parameters), not over the whole [T, P]
+        assert float(eve.base_rates[t].mean()) == pytest.approx(1.0, rel=1e-12)
+
+
+def test_take_equals_building_from_the_rows_and_a_shared_mean_is_its_own_take():
+    mean, variance = _per_task(seed=22)
+    eve = EveRates(mean, variance, decay=0.5)
+    rows = torch.tensor([4, 1, 1])
+    taken, built = eve.take(rows), EveRates(mean[rows], variance[rows], decay=0.5)
+    assert isinstance(taken, EveRates) and taken.decay == 0.5
+    w = mean[rows] + torch.randn(3, 4, generator=gen(23), dtype=D)
+    for name in ("mean", "variance", "base_rates"):
+        assert torch.equal(getattr(taken, name), getattr(built, name))
+    assert torch.equal(taken.rates(w), built.rates(w)) and torch.equal(taken.convergence(w), built.convergence(w))
+    shared = EveRates(mean[0], variance[0])
+    assert shared.take(rows) is shared
+
+
+def test_per_task_shapes_are_checked_and_named():
+    mean, variance = _per_task(seed=24)
+    with pytest.raises(ValueError, match=r"mean, variance: expected two tensors of equal shape"):
+        EveRates(mean, variance[0])
+    with pytest.raises(ValueError, match=r"mean, variance: expected two tensors of equal shape"):
+        EveRates(mean[None], variance[None])
+    eve = EveRates(mean, variance)
+    for w in (torch.zeros(6, 4, dtype=D), torch.zeros(4, dtype=D), torch.zeros(5, 3, dtype=D)):
+        with pytest.raises(ValueError, match=r"w: expected \[T, P\] = \(5, 4\)"):
+            eve.rates(w)
+        with pytest.raises(ValueError, match=r"w: expected \[T, P\] = \(5, 4\)"):
+            eve.convergence(w)
+    with pytest.raises(ValueError, match=r"w: expected \[P\] or \[T, P\] with P = 4"):
+        EveRates(mean[0], variance[0]).rates(torch.zeros(2, 5, dtype=D))

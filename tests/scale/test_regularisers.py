@@ -231,8 +231,10 @@ def test_fit_rejects_nan_and_too_few_tasks(cls):
 
 def test_shape_and_value_errors_name_the_argument():
     mean, variance, a = _mean_var_a()
-    with pytest.raises(ValueError, match="mean"):
-        QuadraticRegulariser(mean[None], variance)
+    with pytest.raises(ValueError, match=r"mean: expected a flat vector \[P\].* or \[T, P\]"):
+        QuadraticRegulariser(mean[None, None], variance[None, None])
+    with pytest.raises(ValueError, match=r"variance: expected shape \(1, 6\)"):
+        QuadraticRegulariser(mean[None], variance)  # a [T, P] mean needs a [T, P] variance
     with pytest.raises(ValueError, match="variance"):
         QuadraticRegulariser(mean, variance[:-1])
     with pytest.raises(ValueError, match="inverse_scale"):
@@ -250,3 +252,80 @@ def test_shape_and_value_errors_name_the_argument():
         reg.value_and_grad(torch.zeros(3, P + 1, dtype=D))
     with pytest.raises(ValueError, match="w: expected"):
         QuarticRegulariser(mean, a).value_and_grad(torch.zeros(2, 3, P, dtype=D))
+
+
+# ------------------------------------------------------- a mean per task: [T, P]
+T = 5
+
+
+def _per_task(kind, seed=10):
+    """``(mean [T, P], variance or inverse scale [T, P], class)``: every task its own prior."""
+    g = gen(seed)
+    mean = torch.randn(T, P, generator=g, dtype=D)
+    spread = 0.1 + 2 * torch.rand(T, P, generator=g, dtype=D)
+    return mean, spread, QuadraticRegulariser if kind == "quadratic" else QuarticRegulariser
+
+
+@pytest.mark.parametrize("kind", ["quadratic", "quartic"])
+@pytest.mark.parametrize("strength", [0.37, torch.tensor(0.37, dtype=D)])
+def test_per_task_mean_equals_one_shared_mean_object_per_row_and_autograd(kind, strength):
+    mean, spread, cls = _per_task(kind)
+    reg = cls(mean, spread, strength)
+    w = (mean + 1.5 * torch.randn(T, P, generator=gen(11), dtype=D)).requires_grad_(True)
+    value, grad = reg.value_and_grad(w)
+    assert value.shape == (T,) and grad.shape == (T, P)
+    for t in range(T):
+        v, g = cls(mean[t], spread[t], strength).value_and_grad(w[t].detach())
+        torch.testing.assert_close(value[t].detach(), v, rtol=1e-14, atol=0)
+        torch.testing.assert_close(grad[t].detach(), g, rtol=1e-14, atol=1e-15)
+    ref = torch.autograd.grad(value.sum(), w)[0]
+    torch.testing.assert_close(grad.detach(), ref, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind", ["quadratic", "quartic"])
+def test_take_equals_building_from_the_rows_and_a_shared_mean_is_its_own_take(kind):
+    mean, spread, cls = _per_task(kind, seed=12)
+    reg = cls(mean, spread, 0.2)
+    rows = torch.tensor([3, 0, 3])
+    taken = reg.take(rows)
+    built = cls(mean[rows], spread[rows], 0.2)
+    assert isinstance(taken, cls) and taken.strength == 0.2
+    for name in ("mean", "scale"):
+        assert torch.equal(getattr(taken, name), getattr(built, name))
+    w = mean[rows] + torch.randn(3, P, generator=gen(13), dtype=D)
+    for got, want in zip(taken.value_and_grad(w), built.value_and_grad(w)):
+        assert torch.equal(got, want)
+    shared = cls(mean[0], spread[0], 0.2)
+    assert shared.take(rows) is shared
+
+
+@pytest.mark.parametrize("kind", ["quadratic", "quartic"])
+def test_per_task_shapes_are_checked_and_named(kind):
+    mean, spread, cls = _per_task(kind, seed=14)
+    companion = "variance" if kind == "quadratic" else "inverse_scale"
+    with pytest.raises(ValueError, match=rf"{companion}: expected shape \({T}, {P}\)"):
+        cls(mean, spread[0])
+    with pytest.raises(ValueError, match=rf"{companion}: expected shape \({T}, {P}\)"):
+        cls(mean, spread[:-1])
+    bad = mean.clone()
+    bad[2, 1] = float("inf")
+    with pytest.raises(ValueError, match="mean: contains NaN or inf"):
+        cls(bad, spread)
+    reg = cls(mean, spread)
+    for w in (torch.zeros(T + 1, P, dtype=D), torch.zeros(P, dtype=D), torch.zeros(T, P + 1, dtype=D),
+              torch.zeros(2, T, P, dtype=D)):
+        with pytest.raises(ValueError, match=rf"w: expected \[T, P\] = \({T}, {P}\)"):
+            reg.value_and_grad(w)
+
+
+def test_per_task_zero_variance_names_the_task_and_parameter():
+    mean, variance, _ = _per_task("quadratic", seed=15)
+    variance = variance.clone()
+    variance[3, 4] = 0.0
+    with pytest.raises(ValueError, match=r"variance: must be positive.*\(task, parameter\).*\[\(3, 4\)\]"):
+        QuadraticRegulariser(mean, variance)
+    variance[3, 4] = float("inf")
+    with pytest.raises(ValueError, match="variance: must be positive and finite.*inf/NaN"):
+        QuadraticRegulariser(mean, variance)
+    with pytest.raises(ValueError, match="inverse_scale: every a_i must be positive"):
+        QuarticRegulariser(mean, -variance.abs())

@@ -1,27 +1,6 @@
 """Real data sets that need no download: the bundled MNIST subset and a reader for full MNIST."""
 
-from .mnist import (
-    ENV_VAR,
-    MNIST,
-    Split,
-    bundled_split,
-    load_bundled_mnist,
-    load_idx_mnist,
-    read_idx,
-    stratified_indices,
-    stratified_split,
-    write_idx,
-)
+from . import mnist
+from .mnist import *  # noqa: F403 - the package's names are mnist's, listed once, in mnist.__all__
 
-__all__ = [
-    "ENV_VAR",
-    "MNIST",
-    "Split",
-    "bundled_split",
-    "load_bundled_mnist",
-    "load_idx_mnist",
-    "read_idx",
-    "stratified_indices",
-    "stratified_split",
-    "write_idx",
-]
+__all__ = list(mnist.__all__)

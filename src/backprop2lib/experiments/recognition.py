@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..data.mnist import MNIST, Split, bundled_split
-from ..meta.training import DivergenceError
+from ..optim.errors import DivergenceError
 from ..models.mlp import MLP
 from ..recognition.baselines import BASELINES
 from ..recognition.class_models import ClassModels, MetaSettings, train_class_models
@@ -51,9 +51,10 @@ class Adaptation:
 
 
 def default_adaptation(method: str, settings: MetaSettings) -> Adaptation:
-    """Adapt as the method was meta-trained: Reptile, MAML and the scale-gradient learner with their
-    fixed inner step, backprop2's learners (quadratic, quartic, Eve) with its line search; the
-    number of steps is the meta-training inner loop's."""
+    """Adapt as the method was meta-trained: Reptile, MAML and the scale-gradient learner with the
+    fixed step ``settings.inner_lr`` (on E), backprop2's learners (quadratic, quartic, Eve) with its
+    line search; the number of steps is the meta-training inner loop's. Reptile and MAML meta-train
+    with ``settings.maml_inner_lr``, twice this step in the chapter's settings (see MetaSettings)."""
     if method not in KNOBS:
         raise ValueError(f"method: unknown {method!r}; valid: {', '.join(KNOBS)}")
     fixed = method in ("reptile", "maml", "scale_gradient")
@@ -113,7 +114,7 @@ def run_setting(model: MLP, priors: ClassPriors, images: MNIST, adaptation: Adap
     try:
         res = classify(model, stable_priors(priors, adaptation.lr), x[0], y, steps=adaptation.steps,
                        lr=adaptation.lr, chunk=chunk)
-    except FloatingPointError:
+    except DivergenceError:
         return Setting(knob, value, math.nan, np.full(priors.n_classes, np.nan), None,
                        time.perf_counter() - start, diverged=True)
     if adaptation.score == "objective":
@@ -165,16 +166,6 @@ def in_and_out_of_class(result: Classification, labels) -> tuple[np.ndarray, np.
     own = np.zeros(losses.shape, dtype=bool)
     own[np.arange(len(labels)), labels] = True
     return losses[own], losses[~own]
-
-
-def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% interval for an accuracy from ``correct`` of ``n`` (Wilson: sound near 0 and 1)."""
-    if n <= 0:
-        raise ValueError(f"n: expected a positive count, got {n!r}")
-    p = correct / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
 
 
 def pool_and_test(split: Split | None = None) -> tuple[MNIST, MNIST]:

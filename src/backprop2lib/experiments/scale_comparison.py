@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .. import methods as registry
 from ..meta.backprop2 import train_backprop2
 from ..meta.fewshot import Adapter, evaluate_few_shot, sgd_adapter
 from ..meta.maml import train_maml
@@ -25,8 +26,9 @@ from ..models.mlp import MLP
 from ..scale.adapt import InnerLoop, adapt
 from ..stats import permutation_p_value, rank_correlation
 
-METHODS = ("MAML", "FOMAML", "Reptile", "Meta-SGD", "meta-gradient scale", "backprop2 mean only",
-           "backprop2 quadratic", "backprop2 quartic")
+METHODS = registry.names("maml", "fomaml", "reptile", "meta_sgd", "scale_gradient", "mean_only", "quadratic",
+                         "quartic")
+"""The methods chapter 2 compares, by display name (ids, names and colours: :mod:`backprop2lib.methods`)."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,10 @@ class ComparisonSettings:
     k_shot: int = 10  # support points per task, in training and at test
     k_query: int = 40  # query points per training task (the statistics learners adapt on all 50)
     inner_steps: int = 5  # SGD steps of MAML, FOMAML, Reptile, Meta-SGD, meta-gradient scale
-    inner_lr: float = 0.1  # their step size (MSE for the MAML family, ½ SSE for the others)
+    # inner steps on E (backprop2lib.meta's one convention). The chapter's runs used 0.1 for all five,
+    # on the MSE for the MAML family, so their step on E is twice the others':
+    inner_lr: float = 0.1  # Meta-SGD's initial rate and the meta-gradient scale's step
+    maml_inner_lr: float = 0.2  # MAML, FOMAML, Reptile: 0.1 on the MSE (one output) = 0.2 on E
     meta_lr: float = 1e-3
     outer_iterations: int = 10  # backprop2 learners
     tasks_per_iteration: int = 100
@@ -74,9 +79,8 @@ def train_backprop2_method(model: MLP, tasks, init: torch.Tensor, settings: Comp
                               tasks_per_iteration=settings.tasks_per_iteration,
                               points_per_task=settings.k_shot + settings.k_query, loop=settings.loop, strength=strength,
                               floor=settings.floor, init=init, generator=_seeded(seed), device=device)
-    name = "backprop2 mean only" if rule == "mean_only" else f"backprop2 {rule}"
-    return TrainedMethod(name, lambda x, y: learned.adapt(model, x, y).params, learned.scale, learned.seconds,
-                         learned.mean, {"model": learned})
+    return TrainedMethod(registry.name(rule), lambda x, y: learned.adapt(model, x, y).params, learned.scale,
+                         learned.seconds, learned.mean, {"model": learned})
 
 
 def train_methods(model: MLP, tasks, init: torch.Tensor, settings: ComparisonSettings, *,
@@ -88,32 +92,32 @@ def train_methods(model: MLP, tasks, init: torch.Tensor, settings: ComparisonSet
     s = settings
     common = dict(iterations=s.iterations, meta_batch=s.meta_batch, k_shot=s.k_shot, k_query=s.k_query,
                   device=device, progress=progress)
-    init_params = model.unflatten(init)
     out: dict[str, TrainedMethod] = {}
     for i, name in enumerate(methods):
         g = _seeded(seed + i)
         if name in ("MAML", "FOMAML"):
-            r = train_maml(model, tasks, inner_steps=s.inner_steps, inner_lr=s.inner_lr, meta_lr=s.meta_lr,
-                           first_order=name == "FOMAML", init=init_params, generator=g, **common)
-            out[name] = TrainedMethod(name, sgd_adapter(model, r.params, steps=s.inner_steps, lr=s.inner_lr), None,
-                                      r.seconds, r.flat)
+            r = train_maml(model, tasks, inner_steps=s.inner_steps, inner_lr=s.maml_inner_lr, meta_lr=s.meta_lr,
+                           first_order=name == "FOMAML", init=init, generator=g, **common)
+            out[name] = TrainedMethod(name, sgd_adapter(model, r.params, steps=s.inner_steps, lr=s.maml_inner_lr),
+                                      None, r.seconds, r.params)
         elif name == "Reptile":
-            r = train_reptile(model, tasks, inner_steps=s.inner_steps, inner_lr=s.inner_lr, init=init_params,
+            r = train_reptile(model, tasks, inner_steps=s.inner_steps, inner_lr=s.maml_inner_lr, init=init,
                               generator=g, **common)
-            out[name] = TrainedMethod(name, sgd_adapter(model, r.params, steps=s.inner_steps, lr=s.inner_lr), None,
-                                      r.seconds, r.flat)
+            out[name] = TrainedMethod(name, sgd_adapter(model, r.params, steps=s.inner_steps, lr=s.maml_inner_lr),
+                                      None, r.seconds, r.params)
         elif name == "Meta-SGD":
             r = train_meta_sgd(model, tasks, inner_steps=s.inner_steps, init_rate=s.inner_lr, meta_lr=s.meta_lr,
                                init=init, generator=g, **common)
-            out[name] = TrainedMethod(name, lambda x, y, r=r: r.adapt(model, x, y).params, r.rates, r.seconds, r.flat)
+            out[name] = TrainedMethod(name, lambda x, y, r=r: r.adapt(model, x, y).params, r.rates, r.seconds,
+                                      r.params)
         elif name == "meta-gradient scale":
             r = train_scale_gradient(model, tasks, inner_steps=s.inner_steps, inner_lr=s.inner_lr,
                                      strength=s.strength_gradient, meta_lr=s.meta_lr, init=init, generator=g, **common)
-            out[name] = TrainedMethod(name, lambda x, y, r=r: r.adapt(model, x, y).params, r.scale, r.seconds, r.flat)
-        else:
-            rule = {"backprop2 mean only": "mean_only", "backprop2 quadratic": "quadratic",
-                    "backprop2 quartic": "quartic"}[name]
-            out[name] = train_backprop2_method(model, tasks, init, s, rule, seed=seed + i, device=device)
+            out[name] = TrainedMethod(name, lambda x, y, r=r: r.adapt(model, x, y).params, r.scale, r.seconds,
+                                      r.params)
+        else:  # the backprop2 learners: their registry id is their rule
+            out[name] = train_backprop2_method(model, tasks, init, s, registry.get(name).id, seed=seed + i,
+                                               device=device)
     return out
 
 

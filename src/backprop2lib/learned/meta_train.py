@@ -28,12 +28,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..optim.errors import DivergenceError
 from ..progress import progress_bar
 from .optimizer import CoordinatewiseOptimizer, detach_state
-
-
-class MetaDivergenceError(RuntimeError):
-    """The meta-loss became NaN or inf too often; the message says where."""
 
 
 @dataclass(frozen=True)
@@ -168,7 +165,7 @@ def meta_train(
             if not bool(torch.isfinite(meta_loss)):
                 result.bad_truncations.append((episode, first + config.unroll))
                 if len(result.bad_truncations) > config.max_bad_truncations:
-                    raise MetaDivergenceError(
+                    raise DivergenceError(
                         f"meta-loss not finite {len(result.bad_truncations)} times; last at episode {episode}, "
                         f"steps {first + 1}-{first + config.unroll}; where: {result.bad_truncations}")
                 break  # skip the update and the rest of this episode: its optimizees blew up

@@ -17,14 +17,13 @@ cross-entropy, minibatches of 128 drawn fresh each step, weights N(0, 0.01²)), 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
 
-from ..data.mnist import MNIST
+from ..data.mnist import MNIST, N_CLASSES, N_PIXELS, Minibatches
 from ..models.mlp import MLP
-from ..second_order.hessian import loss_grad_and_block_hessians, output_loss
+from ..second_order.hessian import loss_and_grad, mean_loss
 
 QUADRATIC_DRAWS = ("gaussian", "uniform")
 
@@ -88,14 +87,18 @@ class Quadratics:
 class MNISTNets:
     """B MLP optimizees on MNIST images; instance b at step t trains on its own minibatch t.
 
-    ``data`` is the image set the minibatches come from (meta-training, validation and test
+    ``images`` is the image set the minibatches come from (meta-training, validation and test
     instances use different splits); ``seed`` fixes every instance's initialisation and its
     minibatch sequence, so two optimizers run on the same instances see the same data.
+    The second-order chapter's MNIST problem
+    (:func:`backprop2lib.experiments.second_order.mnist_problem`) draws from the same
+    :class:`~backprop2lib.data.mnist.Minibatches` with the same loss, but is a different problem:
+    PyTorch's initialisation instead of N(0, 0.01²), one minibatch shared by all its models
+    instead of one per instance, and a fixed evaluation set.
     """
 
     model: MLP
-    data_x: torch.Tensor  # [N, 784] in [0, 1]
-    data_y: torch.Tensor  # [N] labels
+    images: Minibatches
     theta0: torch.Tensor  # [B, P]
     seed: int
     batch_size: int = 128
@@ -112,12 +115,12 @@ class MNISTNets:
             raise ValueError(f"n: expected a positive number of instances, got {n!r}")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
-        model = MLP((784, *hidden, 10), activation=activation)
+        model = MLP((N_PIXELS, *hidden, N_CLASSES), activation=activation)
         g = _generator(seed)
         theta0 = init_std * torch.randn(n, model.n_params, generator=g, dtype=torch.float64)
         name = f"MNIST {'-'.join(map(str, model.sizes))} {activation}"
-        return cls(model, data.pixels(dtype=dtype, device=device), data.labels.to(device), theta0.to(device, dtype),
-                   int(seed), batch_size, name)
+        return cls(model, Minibatches.of(data, dtype=dtype, device=device), theta0.to(device, dtype), int(seed),
+                   batch_size, name)
 
     @property
     def n_instances(self) -> int:
@@ -135,28 +138,24 @@ class MNISTNets:
         if step not in self._cache:
             if len(self._cache) > 4:  # the loss and the gradient of one step share it
                 self._cache.clear()
-            g = _generator(self.seed * 1_000_003 + 7919 * step + 1)
+            # drawn for the whole set and cut to this chunk, so a chunk sees its instances' minibatches
             total = self.n_total if self.n_total is not None else self.n_instances
-            idx = torch.randint(len(self.data_y), (total, self.batch_size), generator=g)
-            idx = idx[self.start:self.start + self.n_instances].to(self.data_y.device)
-            self._cache[step] = (self.data_x[idx], self.data_y[idx])
+            self._cache[step] = self.images.draw(self.seed * 1_000_003 + 7919 * step + 1, (total, self.batch_size),
+                                                 rows=slice(self.start, self.start + self.n_instances))
         return self._cache[step]
 
     def loss(self, theta: torch.Tensor, step: int = 0) -> torch.Tensor:
-        x, y = self.batch(step)
-        out = self.model.forward(self.model.unflatten(theta), x, check=False)
-        return output_loss(out, y, "cross_entropy").mean(1)
+        """Mean cross-entropy per instance ``[B]`` on minibatch ``step``, differentiable in ``theta``."""
+        return mean_loss(self.model, theta, *self.batch(step), loss="cross_entropy")
 
     def loss_and_grad(self, theta: torch.Tensor, step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = self.batch(step)
         with torch.no_grad():
-            value, grad, _ = loss_grad_and_block_hessians(self.model, theta, x, y, None, loss="cross_entropy")
-        return value, grad
+            return loss_and_grad(self.model, theta, *self.batch(step), loss="cross_entropy")
 
     def chunk(self, start: int, stop: int) -> "MNISTNets":
         """Instances ``start:stop``, with the same initialisations and minibatches as in the whole set."""
         if not 0 <= start < stop <= self.n_instances:
             raise ValueError(f"start, stop: expected 0 <= start < stop <= {self.n_instances}, got {start}, {stop}")
         total = self.n_total if self.n_total is not None else self.n_instances
-        return MNISTNets(self.model, self.data_x, self.data_y, self.theta0[start:stop], self.seed, self.batch_size,
+        return MNISTNets(self.model, self.images, self.theta0[start:stop], self.seed, self.batch_size,
                          self.name, self.start + start, total)

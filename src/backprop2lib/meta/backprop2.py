@@ -27,7 +27,7 @@ from ..progress import progress_bar
 from ..scale.adapt import AdaptResult, InnerLoop, adapt, adapt_one_at_a_time
 from ..scale.eve import EveRates
 from ..scale.regularisers import QuadraticRegulariser, QuarticRegulariser
-from .training import DivergenceError
+from ..optim.errors import DivergenceError
 
 RULES = ("quadratic", "quartic", "eve", "mean_only")
 ERROR_SCALES = ("constant", "dE")

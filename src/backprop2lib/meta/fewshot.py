@@ -14,18 +14,18 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
-from ..models.mlp import MLP, Params
-from .adapt import sgd_adapt
+from ..models.mlp import MLP
+from .adapt import as_tuple, descend
 
 Adapter = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def sgd_adapter(model: MLP, params: Params | torch.Tensor, *, steps: int, lr: float) -> Adapter:
-    """``steps`` plain SGD steps on the MSE with step size ``lr`` (how MAML adapts)."""
-    theta = model.unflatten(params) if isinstance(params, torch.Tensor) else tuple(params)
+def sgd_adapter(model: MLP, start: torch.Tensor, *, steps: int, lr: float) -> Adapter:
+    """``steps`` plain SGD steps of size ``lr`` on E from the flat ``start [P]`` (how MAML adapts)."""
+    theta = as_tuple(model, start.detach())
 
     def run(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return model.flatten(sgd_adapt(model, theta, x, y, steps=steps, lr=lr, first_order=True))
+        return model.flatten(descend(model, theta, x, y, steps=steps, lr=lr, first_order=True))
 
     return run
 

@@ -18,7 +18,7 @@ import torch
 from ..models.mlp import MLP
 from ..scale.adapt import InnerLoop, adapt
 from ..scale.objective import error
-from .training import TrainResult, make_adam, run_loop
+from .training import MetaTraining, TrainResult
 
 
 @dataclass
@@ -28,7 +28,7 @@ class MetaSGDResult(TrainResult):
 
     def adapt(self, model: MLP, x: torch.Tensor, y: torch.Tensor, *, steps: int | None = None):
         loop = InnerLoop(max_steps=self.inner_steps if steps is None else steps, lr=1.0)
-        return adapt(model, self.flat, x, y, loop=loop, rates=self.rates)
+        return adapt(model, self.params, x, y, loop=loop, rates=self.rates)
 
 
 def meta_sgd_loss(model: MLP, theta: torch.Tensor, rates: torch.Tensor, batch, *, inner_steps: int = 1) -> torch.Tensor:
@@ -38,42 +38,17 @@ def meta_sgd_loss(model: MLP, theta: torch.Tensor, rates: torch.Tensor, batch, *
     return error(model, w, batch.x_query, batch.y_query, check=False).mean()
 
 
-def train_meta_sgd(
-    model: MLP,
-    tasks,
-    *,
-    iterations: int,
-    meta_batch: int = 25,
-    k_shot: int = 10,
-    k_query: int = 10,
-    inner_steps: int = 1,
-    init_rate: float = 0.01,
-    meta_lr: float = 1e-3,
-    init: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-    device: torch.device | str = "cpu",
-    progress: bool | None = None,
-) -> MetaSGDResult:
-    """Adam on (θ, α); α starts at ``init_rate`` everywhere. ``init``: flat start [P]."""
+def train_meta_sgd(model: MLP, tasks, *, inner_steps: int = 1, init_rate: float = 0.01, meta_lr: float = 1e-3,
+                   **schedule) -> MetaSGDResult:
+    """Adam on (θ, α); α starts at ``init_rate`` (a step on E) everywhere. ``schedule``: see
+    :class:`MetaTraining` (``init``: the flat start θ [P])."""
     if not init_rate > 0:
         raise ValueError(f"init_rate: expected a positive learning rate, got {init_rate!r}")
-    if init is None:
-        init = model.flatten(model.init(generator=generator, device=device))
-    theta = init.detach().clone().to(device).requires_grad_(True)
+    run = MetaTraining("Meta-SGD", model, tasks, **schedule)
+    theta = run.flat_leaf()
     rates = torch.full_like(theta, init_rate).requires_grad_(True)
-    optimiser = make_adam([theta, rates], meta_lr)
-    batches = tasks.stream(meta_batch, k_shot, k_query, generator=generator, device=device)
-
-    def step(i: int, batch) -> torch.Tensor:
-        loss = meta_sgd_loss(model, theta, rates, batch, inner_steps=inner_steps)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        return loss.detach()
-
-    losses, seconds = run_loop("Meta-SGD", step, batches, iterations, progress=progress)
-    config = dict(iterations=iterations, meta_batch=meta_batch, k_shot=k_shot, k_query=k_query,
-                  inner_steps=inner_steps, init_rate=init_rate, meta_lr=meta_lr)
-    flat = theta.detach()
-    return MetaSGDResult("Meta-SGD", model.unflatten(flat), losses, seconds, config, rates=rates.detach(),
-                         inner_steps=inner_steps)
+    losses, seconds = run.adam([theta, rates], meta_lr,
+                               lambda b: meta_sgd_loss(model, theta, rates, b, inner_steps=inner_steps))
+    return MetaSGDResult("Meta-SGD", theta.detach(), losses, seconds,
+                         dict(run.config, inner_steps=inner_steps, init_rate=init_rate, meta_lr=meta_lr),
+                         rates=rates.detach(), inner_steps=inner_steps)

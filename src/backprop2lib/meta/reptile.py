@@ -1,8 +1,8 @@
 """Reptile (Nichol et al. 2018), batched: theta <- theta + eps (mean_t phi_t - theta).
 
-phi_t is k SGD steps on task t from theta. The outer step eps is annealed
-linearly to 0 over training. With eps = 1 this is the "batch Reptile" update that
-backprop2's meta-learner uses for its mean.
+phi_t is k SGD steps on task t from theta (steps on E, see :mod:`backprop2lib.meta`). The outer
+step eps is annealed linearly to 0 over training. With eps = 1 this is the "batch Reptile" update
+that backprop2's meta-learner uses for its mean.
 """
 
 from __future__ import annotations
@@ -10,54 +10,44 @@ from __future__ import annotations
 import torch
 
 from ..models.mlp import MLP, Params
-from ..tasks.sinusoid import SinusoidTasks, TaskBatch
-from .adapt import sgd_adapt
-from .training import TrainResult, initial_params, run_loop
+from ..tasks.batch import TaskBatch
+from .adapt import descend
+from .training import MetaTraining, TrainResult
 
 
 @torch.no_grad()
-def reptile_update(
-    model: MLP, theta: Params, x: torch.Tensor, y: torch.Tensor, *, inner_steps: int, inner_lr: float,
-    outer_lr: float,
-) -> tuple[Params, torch.Tensor]:
-    """One Reptile step for a batch of tasks; returns the new theta and the mean pre-adaptation loss."""
+def _update(model: MLP, theta: Params, x: torch.Tensor, y: torch.Tensor, inner_steps: int, inner_lr: float,
+            outer_lr: float) -> tuple[Params, torch.Tensor]:
     before = model.loss(theta, x, y).mean()
-    phi = sgd_adapt(model, theta, x, y, steps=inner_steps, lr=inner_lr, first_order=True)
-    new = tuple(torch.lerp(p, f.mean(dim=0), outer_lr) for p, f in zip(theta, phi))
-    return new, before
+    phi = descend(model, theta, x, y, steps=inner_steps, lr=inner_lr, first_order=True)
+    return tuple(torch.lerp(p, f.mean(dim=0), outer_lr) for p, f in zip(theta, phi)), before
 
 
-def train_reptile(
-    model: MLP,
-    tasks: SinusoidTasks,
-    *,
-    iterations: int,
-    meta_batch: int = 25,
-    k_shot: int = 10,
-    k_query: int = 10,
-    inner_steps: int = 5,
-    inner_lr: float = 0.01,
-    outer_lr: float = 1.0,
-    anneal: bool = True,
-    init: Params | None = None,
-    generator: torch.Generator | None = None,
-    device: torch.device | str = "cpu",
-    progress: bool | None = None,
-) -> TrainResult:
-    """Reptile on the support and query points of each task (the same data MAML sees)."""
+def reptile_update(model: MLP, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, *, inner_steps: int,
+                   inner_lr: float, outer_lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Reptile step from the flat start ``theta [P]`` for a batch of tasks; returns the new flat
+    start and the mean pre-adaptation MSE."""
+    new, before = _update(model, model.unflatten(theta.detach()), x, y, inner_steps, inner_lr, outer_lr)
+    return model.flatten(new), before
+
+
+def train_reptile(model: MLP, tasks, *, inner_steps: int = 5, inner_lr: float = 0.02,
+                  outer_lr: float = 1.0, anneal: bool = True, **schedule) -> TrainResult:
+    """Reptile on the support and query points of each task (the same data MAML sees).
+
+    ``inner_lr``: a step on E; the default 0.02 is the 0.01 on the MSE (one output) that the book's
+    Reptile took before the library had one loss convention. ``schedule``: see :class:`MetaTraining`.
+    """
     if not 0 < outer_lr <= 1:
         raise ValueError(f"outer_lr: expected 0 < outer_lr <= 1, got {outer_lr!r}")
-    theta = [p.detach() for p in initial_params(model, init, generator, device)]
-    batches = tasks.stream(meta_batch, k_shot, k_query, generator=generator, device=device)
+    run = MetaTraining("Reptile", model, tasks, **schedule)
+    theta = [p.detach() for p in run.tuple_leaves()]  # the tuple view between iterations, as before
 
     def step(i: int, batch: TaskBatch) -> torch.Tensor:
-        eps = outer_lr * (1 - i / iterations) if anneal else outer_lr
-        new, before = reptile_update(model, tuple(theta), batch.x_all, batch.y_all, inner_steps=inner_steps,
-                                     inner_lr=inner_lr, outer_lr=eps)
-        theta[:] = new
+        eps = outer_lr * (1 - i / run.iterations) if anneal else outer_lr
+        theta[:], before = _update(model, tuple(theta), batch.x_all, batch.y_all, inner_steps, inner_lr, eps)
         return before
 
-    losses, seconds = run_loop("Reptile", step, batches, iterations, progress=progress)
-    config = dict(iterations=iterations, meta_batch=meta_batch, k_shot=k_shot, k_query=k_query,
-                  inner_steps=inner_steps, inner_lr=inner_lr, outer_lr=outer_lr, anneal=anneal)
-    return TrainResult("Reptile", tuple(theta), losses, seconds, config)
+    losses, seconds = run.loop(step)
+    return TrainResult("Reptile", model.flatten(tuple(theta)), losses, seconds,
+                       dict(run.config, inner_steps=inner_steps, inner_lr=inner_lr, outer_lr=outer_lr, anneal=anneal))

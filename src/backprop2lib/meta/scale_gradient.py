@@ -21,7 +21,7 @@ from ..models.mlp import MLP
 from ..scale.adapt import InnerLoop, adapt
 from ..scale.objective import error
 from ..scale.regularisers import QuadraticRegulariser
-from .training import TrainResult, make_adam, run_loop
+from .training import MetaTraining, TrainResult
 
 
 def _regulariser(mean, log_scale, strength: float, inner_lr: float) -> QuadraticRegulariser:
@@ -38,7 +38,7 @@ class ScaleGradientResult(TrainResult):
 
     @property
     def regulariser(self) -> QuadraticRegulariser:
-        return _regulariser(self.flat, self.log_scale, self.strength, self.inner_lr)
+        return _regulariser(self.params, self.log_scale, self.strength, self.inner_lr)
 
     @property
     def scale(self) -> torch.Tensor:
@@ -46,7 +46,7 @@ class ScaleGradientResult(TrainResult):
 
     def adapt(self, model: MLP, x: torch.Tensor, y: torch.Tensor, *, steps: int | None = None):
         loop = InnerLoop(max_steps=self.inner_steps if steps is None else steps, lr=self.inner_lr)
-        return adapt(model, self.flat, x, y, loop=loop, regulariser=self.regulariser)
+        return adapt(model, self.params, x, y, loop=loop, regulariser=self.regulariser)
 
 
 def scale_gradient_loss(model: MLP, mean: torch.Tensor, log_scale: torch.Tensor, batch, *, inner_steps: int,
@@ -58,47 +58,19 @@ def scale_gradient_loss(model: MLP, mean: torch.Tensor, log_scale: torch.Tensor,
     return error(model, w, batch.x_query, batch.y_query, check=False).mean()
 
 
-def train_scale_gradient(
-    model: MLP,
-    tasks,
-    *,
-    iterations: int,
-    meta_batch: int = 25,
-    k_shot: int = 10,
-    k_query: int = 10,
-    inner_steps: int = 5,
-    inner_lr: float = 0.1,
-    strength: float = 1e-2,
-    init_scale: float = 1.0,
-    meta_lr: float = 1e-3,
-    init: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-    device: torch.device | str = "cpu",
-    progress: bool | None = None,
-) -> ScaleGradientResult:
-    """Adam on (μ, log σ); σ starts at ``init_scale`` for every parameter. ``init``: flat start [P]."""
+def train_scale_gradient(model: MLP, tasks, *, inner_steps: int = 5, inner_lr: float = 0.1, strength: float = 1e-2,
+                         init_scale: float = 1.0, meta_lr: float = 1e-3, **schedule) -> ScaleGradientResult:
+    """Adam on (μ, log σ); σ starts at ``init_scale`` for every parameter; ``inner_lr`` is a step on E.
+    ``schedule``: see :class:`MetaTraining` (``init``: the flat start μ [P])."""
     for name, value in (("inner_lr", inner_lr), ("strength", strength), ("init_scale", init_scale)):
         if not value > 0:
             raise ValueError(f"{name}: expected a positive number, got {value!r}")
-    if init is None:
-        init = model.flatten(model.init(generator=generator, device=device))
-    mean = init.detach().clone().to(device).requires_grad_(True)
+    run = MetaTraining("meta-gradient scale", model, tasks, **schedule)
+    mean = run.flat_leaf()
     log_scale = torch.full_like(mean, float(torch.tensor(init_scale).log())).requires_grad_(True)
-    optimiser = make_adam([mean, log_scale], meta_lr)
-    batches = tasks.stream(meta_batch, k_shot, k_query, generator=generator, device=device)
-
-    def step(i: int, batch) -> torch.Tensor:
-        loss = scale_gradient_loss(model, mean, log_scale, batch, inner_steps=inner_steps, inner_lr=inner_lr,
-                                   strength=strength)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        return loss.detach()
-
-    losses, seconds = run_loop("meta-gradient scale", step, batches, iterations, progress=progress)
-    config = dict(iterations=iterations, meta_batch=meta_batch, k_shot=k_shot, k_query=k_query,
-                  inner_steps=inner_steps, inner_lr=inner_lr, strength=strength, init_scale=init_scale,
+    losses, seconds = run.adam([mean, log_scale], meta_lr, lambda b: scale_gradient_loss(
+        model, mean, log_scale, b, inner_steps=inner_steps, inner_lr=inner_lr, strength=strength))
+    config = dict(run.config, inner_steps=inner_steps, inner_lr=inner_lr, strength=strength, init_scale=init_scale,
                   meta_lr=meta_lr)
-    return ScaleGradientResult("meta-gradient scale", model.unflatten(mean.detach()), losses, seconds, config,
-                               log_scale=log_scale.detach(), strength=strength, inner_steps=inner_steps,
-                               inner_lr=inner_lr)
+    return ScaleGradientResult(run.method, mean.detach(), losses, seconds, config, log_scale=log_scale.detach(),
+                               strength=strength, inner_steps=inner_steps, inner_lr=inner_lr)

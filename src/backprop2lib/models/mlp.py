@@ -19,39 +19,12 @@ from typing import Sequence
 
 import torch
 
+from .activations import ACTIVATIONS, activation_and_slope
+from .activations import activation as apply_activation
+
 Params = tuple[torch.Tensor, ...]
 
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "gaussian")
 INITS = ("pytorch", "normal")
-
-
-def _activation_and_slope(name: str, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The activation a(z) and its derivative a'(z), sharing work where possible."""
-    if name == "relu":
-        a = torch.relu(z)
-        return a, (z > 0).to(z.dtype)
-    if name == "tanh":
-        a = torch.tanh(z)
-        return a, 1 - a * a
-    if name == "sigmoid":
-        a = torch.sigmoid(z)
-        return a, a * (1 - a)
-    if name == "gaussian":  # backprop2's exp(-z^2) units
-        a = torch.exp(-z * z)
-        return a, -2 * z * a
-    raise ValueError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
-
-
-def _activation(name: str, z: torch.Tensor) -> torch.Tensor:
-    if name == "relu":
-        return torch.relu(z)
-    if name == "tanh":
-        return torch.tanh(z)
-    if name == "sigmoid":
-        return torch.sigmoid(z)
-    if name == "gaussian":
-        return torch.exp(-z * z)
-    raise ValueError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
 
 
 def _affine(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -173,7 +146,7 @@ class MLP:
         for layer in range(self.n_layers):
             h = _affine(h, params[2 * layer], params[2 * layer + 1])
             if layer < self.n_layers - 1:
-                h = _activation(self.activation, h)
+                h = apply_activation(self.activation, h)
         return h
 
     def loss(self, params: Params, x: torch.Tensor, y: torch.Tensor, *, check: bool = True) -> torch.Tensor:
@@ -206,7 +179,7 @@ class MLP:
                     h = torch.relu(z)
                     saved.append(h)
                 else:
-                    h, slope = _activation_and_slope(self.activation, z)
+                    h, slope = activation_and_slope(self.activation, z)
                     saved.append(slope)
             else:
                 h = z

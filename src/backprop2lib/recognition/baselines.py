@@ -20,12 +20,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..data.mnist import N_CLASSES, N_PIXELS
 from ..models.mlp import MLP
-from .images import N_PIXELS, _flat_pixels
+from .images import _flat_pixels
 
 __all__ = ["BASELINES", "KNearestNeighbours", "LogisticRegressionBaseline", "NearestClassMean", "SmallMLP"]
-
-N_CLASSES = 10
 
 
 def _pixels(pixels, name: str = "pixels") -> torch.Tensor:

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from ..data.mnist import MNIST, N_CLASSES
+from .. import methods as registry
+from ..data.mnist import MNIST, N_CLASSES, N_PIXELS
 from ..meta.backprop2 import train_backprop2
 from ..meta.maml import train_maml
 from ..meta.reptile import train_reptile
@@ -31,8 +32,8 @@ from ..scale.adapt import InnerLoop
 from .images import ImageTasks
 from .priors import ClassPriors
 
-METHODS = ("reptile", "maml", "quadratic", "quartic", "scale_gradient", "eve")
-PIXELS = 784
+METHODS = registry.ids("reptile", "maml", "quadratic", "quartic", "scale_gradient", "eve")
+"""The methods chapter 5 trains class models with, by id (names and colours: :mod:`backprop2lib.methods`)."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,11 @@ class MetaSettings:
     meta_batch: int = 10  # images per meta-iteration
     support: int = 392  # pixels the inner loop adapts on (the rest are the query)
     inner_steps: int = 5
-    inner_lr: float = 0.3  # the fixed inner step of Reptile, MAML and the scale-gradient learner
+    # inner steps are steps on E (backprop2lib.meta's one convention)
+    inner_lr: float = 0.3  # the scale-gradient learner's step, and every fixed-step adaptation when classifying
+    # Reptile's and MAML's meta-training step: the chapter's runs passed them the same 0.3, then a step on the
+    # MSE (one output), i.e. 0.6 on E, twice the step they adapt with when classifying (default_adaptation)
+    maml_inner_lr: float = 0.6
     outer_lr: float = 1.0  # Reptile's (annealed) outer step
     meta_lr: float = 3e-3  # Adam on the MAML / scale-gradient meta-loss
     strength: float = 1e-2  # the regulariser's c during training
@@ -57,11 +62,11 @@ class MetaSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name}: expected a positive int, got {value!r}")
-        if self.support >= PIXELS:
-            raise ValueError(f"support: expected fewer than {PIXELS} pixels (the rest are the query), got {self.support}")
+        if self.support >= N_PIXELS:
+            raise ValueError(f"support: expected fewer than {N_PIXELS} pixels (the rest are the query), got {self.support}")
         if self.tasks_per_iteration < 2:
             raise ValueError("tasks_per_iteration: need at least 2 images to measure a spread")
-        for name in ("inner_lr", "outer_lr", "meta_lr", "strength"):
+        for name in ("inner_lr", "maml_inner_lr", "outer_lr", "meta_lr", "strength"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
 
@@ -81,16 +86,16 @@ class ClassModels:
 
 def _train_one(method: str, model: MLP, tasks: ImageTasks, init: torch.Tensor, s: MetaSettings,
                generator: torch.Generator, device):
-    query = PIXELS - s.support
+    query = N_PIXELS - s.support
     common = dict(generator=generator, device=device, progress=False)
     if method == "reptile":
         return train_reptile(model, tasks, iterations=s.iterations, meta_batch=s.meta_batch, k_shot=s.support,
-                             k_query=query, inner_steps=s.inner_steps, inner_lr=s.inner_lr, outer_lr=s.outer_lr,
-                             init=model.unflatten(init), **common)
+                             k_query=query, inner_steps=s.inner_steps, inner_lr=s.maml_inner_lr, outer_lr=s.outer_lr,
+                             init=init, **common)
     if method == "maml":
         return train_maml(model, tasks, iterations=s.iterations, meta_batch=s.meta_batch, k_shot=s.support,
-                          k_query=query, inner_steps=s.inner_steps, inner_lr=s.inner_lr, meta_lr=s.meta_lr,
-                          init=tuple(p.clone() for p in model.unflatten(init)), **common)
+                          k_query=query, inner_steps=s.inner_steps, inner_lr=s.maml_inner_lr, meta_lr=s.meta_lr,
+                          init=init, **common)
     if method == "scale_gradient":
         return train_scale_gradient(model, tasks, iterations=s.iterations, meta_batch=s.meta_batch, k_shot=s.support,
                                     k_query=query, inner_steps=s.inner_steps, inner_lr=s.inner_lr,
@@ -101,7 +106,7 @@ def _train_one(method: str, model: MLP, tasks: ImageTasks, init: torch.Tensor, s
     # σ² >= 2·lr·c: one fixed step can at most land on μ (without the floor the inner loop would
     # otherwise diverge as the scale collapses, chapter 2's feedback loop)
     return train_backprop2(model, tasks, rule=method, outer_iterations=s.outer_iterations,
-                           tasks_per_iteration=s.tasks_per_iteration, points_per_task=PIXELS, loop=loop,
+                           tasks_per_iteration=s.tasks_per_iteration, points_per_task=N_PIXELS, loop=loop,
                            strength=s.strength, decay=s.decay, floor=2 * s.inner_lr * s.strength, init=init, **common)
 
 

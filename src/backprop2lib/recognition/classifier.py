@@ -34,9 +34,8 @@ from scipy.special import logsumexp
 from scipy.stats import rankdata
 
 from ..models.mlp import MLP
-from ..optim.line_search import line_search
-from ..scale.adapt import AdaptResult, InnerLoop, adapt
-from ..scale.objective import error, error_and_grad
+from ..optim.errors import DivergenceError
+from ..scale.adapt import InnerLoop, adapt
 from .priors import ClassPriors
 
 __all__ = ["Classification", "auroc_per_class", "classify", "classify_one_at_a_time", "fit_temperature"]
@@ -164,12 +163,12 @@ def _check_inputs(model: MLP, priors: ClassPriors, images_x: torch.Tensor, image
 
 
 def _check_finite(losses: torch.Tensor, first_image: int, priors: ClassPriors, lr: float) -> None:
-    """FloatingPointError naming the first (image, class) pairs whose adaptation blew up."""
+    """DivergenceError naming the first (image, class) pairs whose adaptation blew up."""
     bad = ~torch.isfinite(losses)
     if bool(bad.any()):
         pairs = bad.nonzero().tolist()
         shown = ", ".join(f"(image {first_image + i}, class {priors.names[c]})" for i, c in pairs[:5])
-        raise FloatingPointError(
+        raise DivergenceError(
             f"adaptation diverged (NaN or inf reconstruction error) for {len(pairs)} (image, class) pair(s) "
             f"among images {first_image}..{first_image + losses.shape[0] - 1}, first {shown}; "
             f"use a smaller lr (got {'the line search' if lr is None else f'{lr:g}'}) or fewer steps")
@@ -182,41 +181,6 @@ def _finish(losses, initial, temperature: float, names, penalties=None) -> Class
                           temperature, tuple(names), penalties)
 
 
-def _adapt_stack(model: MLP, start, x, y, loop: InnerLoop, regulariser, rates, generator) -> AdaptResult:
-    """``scale.adapt.adapt`` for a stack of tasks, with the line search when ``loop.lr`` is None.
-
-    ``adapt``'s line search evaluates the regulariser on subsets of rows once most tasks have
-    finished searching, which a stacked regulariser can only do if told which rows: this loop
-    is adapt's full-batch step (no terminator, no minibatches) with ``regulariser.take(rows)``.
-    The one-at-a-time reference uses ``adapt`` itself, so the two are tested equal.
-    """
-    if loop.lr is not None:
-        return adapt(model, start, x, y, loop=loop, regulariser=regulariser, rates=rates, generator=generator)
-    w = start
-    T = w.shape[0]
-
-    def value(v, rows=None):
-        xs, ys = (x, y) if rows is None else (x[rows], y[rows])
-        e = error(model, v, xs, ys, check=False)
-        if regulariser is not None:
-            e = e + (regulariser if rows is None else regulariser.take(rows)).value_and_grad(v)[0]
-        return e
-
-    error_before = error(model, w, x, y)
-    s = loop.line_search.initial(T, device=w.device, dtype=w.dtype)
-    for _ in range(loop.max_steps):
-        e0, g = error_and_grad(model, w, x, y, check=False)
-        if regulariser is not None:
-            r, gr = regulariser.value_and_grad(w)
-            e0, g = e0 + r, g + gr
-        delta = -g if rates is None else -rates.rates(w) * g
-        s, _, _ = line_search(value, w, delta, g, e0, s, loop.line_search, error_rows=value)
-        w = w + s[:, None] * delta
-    steps = torch.full((T,), loop.max_steps, dtype=torch.long, device=w.device)
-    return AdaptResult(w, steps, torch.zeros(T, dtype=torch.bool, device=w.device), error_before,
-                       error(model, w, x, y, check=False), s)
-
-
 def classify(model: MLP, priors: ClassPriors, images_x: torch.Tensor, images_y: torch.Tensor, *, steps: int,
              lr: float, temperature: float = 1.0, chunk: int = 256,
              generator: torch.Generator | None = None) -> Classification:
@@ -225,7 +189,7 @@ def classify(model: MLP, priors: ClassPriors, images_x: torch.Tensor, images_y: 
     ``images_x``: pixel coordinates, one grid ``[M, d]`` or ``[N, M, d]``; ``images_y``: targets
     ``[N, M, o]``. ``chunk`` images are adapted at once (``C x chunk`` tasks), which bounds
     memory at about ``C * chunk * M * hidden`` activations per layer. The priors are moved to
-    the images' device and dtype. A NaN or inf adapted error raises FloatingPointError naming
+    the images' device and dtype. A NaN or inf adapted error raises DivergenceError naming
     the first (image, class) pairs: a diverged class model must not silently lose (or win).
     ``generator`` goes to ``adapt``; with full-batch steps nothing is random.
     """
@@ -246,7 +210,7 @@ def classify(model: MLP, priors: ClassPriors, images_x: torch.Tensor, images_y: 
             else:
                 x = images_x[i0:i1, None].expand(n, C, M, images_x.shape[-1]).reshape(n * C, M, -1)
             y = images_y[i0:i1, None].expand(n, C, M, o).reshape(n * C, M, o)
-            res = _adapt_stack(model, start, x, y, loop, regulariser, rates, generator)
+            res = adapt(model, start, x, y, loop=loop, regulariser=regulariser, rates=rates, generator=generator)
             _check_finite(res.error_after.reshape(n, C), i0, priors, loop.lr)
             losses[i0:i1] = res.error_after.reshape(n, C)
             initial[i0:i1] = res.error_before.reshape(n, C)

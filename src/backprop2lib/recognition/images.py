@@ -17,15 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data.mnist import MNIST
-from ..tasks.regression import RegressionBatch, StreamsBatches, check_counts, draw_device
+from ..data.mnist import MNIST, N_PIXELS, SIDE
+from ..tasks.batch import TaskFamily
 
-__all__ = ["SIDE", "ImageTasks", "coordinate_grid", "images_to_tasks", "tasks_to_images"]
-
-SIDE = 28
-"""MNIST images are ``SIDE x SIDE`` pixels."""
-
-N_PIXELS = SIDE * SIDE
+__all__ = ["ImageTasks", "coordinate_grid", "images_to_tasks", "tasks_to_images"]
 
 
 def coordinate_grid(side: int = SIDE, *, device: torch.device | str = "cpu",
@@ -106,7 +101,7 @@ def tasks_to_images(y: torch.Tensor) -> torch.Tensor:
 
 # eq=False: pixels is a tensor, whose == has no single truth value.
 @dataclass(frozen=True, eq=False)
-class ImageTasks(StreamsBatches):
+class ImageTasks(TaskFamily):
     """A task family whose tasks are images: task t is image ``i_t`` seen at a few random pixels.
 
     ``pixels`` is ``[M, 784]`` floating point in [0, 1], on any device. :meth:`sample` draws the
@@ -147,32 +142,18 @@ class ImageTasks(StreamsBatches):
     def __repr__(self) -> str:  # the default would print every pixel
         return f"ImageTasks(name={self.name!r}, n_images={len(self)}, device={self.pixels.device})"
 
-    def sample(
-        self,
-        n_tasks: int,
-        n_support: int,
-        n_query: int = 0,
-        *,
-        generator: torch.Generator | None = None,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-    ) -> RegressionBatch:
-        """``n_tasks`` images, each with ``n_support`` then ``n_query`` distinct random pixels, on ``device``."""
-        check_counts(n_tasks, n_support, n_query)
-        n = n_support + n_query
-        if n > N_PIXELS:
-            raise ValueError(f"n_support + n_query: an image has {N_PIXELS} pixels, asked for "
-                             f"{n_support} + {n_query} = {n} distinct ones")
-        gen_device = draw_device(generator, device)
+    def _draw(self, n_tasks, n_points, *, generator, gen_device, device, dtype):
+        # distinct pixels per image, support then query
+        if n_points > N_PIXELS:
+            raise ValueError(f"n_support + n_query: an image has {N_PIXELS} pixels, asked for {n_points} distinct ones")
         image = torch.randint(len(self), (n_tasks,), generator=generator, device=gen_device)
         # One random order of the pixels per image, all at once. float64 noise: ties (which would
         # bias the order slightly, never repeat a pixel) are practically impossible, and the draw
         # is the same whatever the output dtype.
         noise = torch.rand(n_tasks, N_PIXELS, generator=generator, device=gen_device, dtype=torch.float64)
-        order = noise.argsort(dim=1)[:, :n]
+        order = noise.argsort(dim=1)[:, :n_points]
         home = self.pixels.device
         values = self.pixels[image.to(home).unsqueeze(1), order.to(home)]  # [T, n]
         y = values.to(device=device, dtype=dtype).unsqueeze(-1)
         x = coordinate_grid(SIDE, device=device, dtype=dtype)[order.to(device)]  # [T, n, 2]
-        return RegressionBatch(x[:, :n_support], y[:, :n_support], x[:, n_support:], y[:, n_support:],
-                               image.to(device))
+        return x, y, image.to(device)

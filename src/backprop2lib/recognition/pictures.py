@@ -14,8 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..models.mlp import MLP, _activation
-from .images import SIDE, coordinate_grid
+from ..data.mnist import SIDE
+from ..models.activations import activation
+from ..models.mlp import MLP
+from .images import coordinate_grid
 
 
 def _grid_for(model: MLP, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,7 +47,7 @@ def hidden_maps(model: MLP, w: torch.Tensor, layer: int = 0) -> torch.Tensor:
     h = x
     with torch.no_grad():
         for i in range(layer + 1):
-            h = _activation(model.activation, h @ p[2 * i] + p[2 * i + 1][:, None, :])
+            h = activation(model.activation, h @ p[2 * i] + p[2 * i + 1][:, None, :])
     return h.permute(0, 2, 1).reshape(w.shape[0], -1, SIDE, SIDE)
 
 

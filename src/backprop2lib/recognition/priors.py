@@ -5,11 +5,10 @@ digit: a start μ_c (every method) and, for backprop2's learner, a per-parameter
 regulariser (quadratic: variance σ²; quartic: inverse scale a) or as Eve's learning rates
 (variance σ²). To classify an image, every class model adapts to it; doing that for all classes
 and many images in ONE batched call needs the regulariser and the rates for a stack of tasks
-``[T, P]`` whose rows belong to different classes. The library's ``QuadraticRegulariser``,
-``QuarticRegulariser`` and ``EveRates`` hold one ``[P]`` mean each, so :meth:`ClassPriors.rows`
-returns stacked twins (:class:`StackedQuadratic`, :class:`StackedQuartic`, :class:`StackedEveRates`)
-with the same formulas on per-row tensors; :meth:`ClassPriors.one_class` returns the originals
-for one class, the reference the stacked ones are tested against.
+``[T, P]`` whose rows belong to different classes. :meth:`ClassPriors.rows` returns the library's
+``QuadraticRegulariser``, ``QuarticRegulariser`` or ``EveRates`` built on such ``[T, P]`` tensors
+(one row per task); :meth:`ClassPriors.one_class` returns them for one class with ``[P]``
+tensors, the reference the stacked ones are tested against.
 
 One ``strength`` (c) and one ``decay`` (κ) hold for every class: they are the knobs the chapter
 sweeps (``priors.with_(strength=...)``), not something learned per class.
@@ -30,78 +29,16 @@ from ..meta.training import TrainResult
 from ..scale.eve import EveRates
 from ..scale.regularisers import QuadraticRegulariser, QuarticRegulariser
 
-__all__ = ["METHODS", "ClassPriors", "StackedEveRates", "StackedQuadratic", "StackedQuartic"]
+__all__ = ["KINDS", "ClassPriors"]
 
-METHODS = ("initialisation", "quadratic", "quartic", "eve")
-"""How a class model adapts: from its start only (MAML, Reptile), with a quadratic or a quartic
-regulariser about it, or with Eve's per-parameter learning rates."""
+KINDS = ("initialisation", "quadratic", "quartic", "eve")
+"""What a class model brings to adaptation: its start only (MAML, Reptile, backprop2 mean only), a
+quadratic (backprop2 quadratic, meta-gradient scale) or quartic regulariser about it, or Eve's
+per-parameter learning rates. Kinds of prior, not methods: several methods give one kind, so they
+are not in :mod:`backprop2lib.methods`."""
 
 DEFAULT_STRENGTH = 1e-2  # backprop2's c
 DEFAULT_DECAY = 0.2  # backprop2's κ
-
-
-def _check_rows(w: torch.Tensor, mean: torch.Tensor, name: str) -> None:
-    if tuple(w.shape) != tuple(mean.shape):
-        raise ValueError(f"w: expected [T, P] = {tuple(mean.shape)} (one row per task this {name} was built for "
-                         f"by ClassPriors.rows), got {tuple(w.shape)}")
-
-
-# eq=False: the fields are tensors, whose == has no single truth value.
-@dataclass(frozen=True, eq=False)
-class StackedQuadratic:
-    """R_t(w_t) = c Σ_i (w_ti − μ_ti)² / σ_ti²: ``QuadraticRegulariser`` with one mean and variance per row."""
-
-    mean: torch.Tensor  # [T, P]
-    variance: torch.Tensor  # [T, P]
-    strength: float
-
-    def value_and_grad(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _check_rows(w, self.mean, "regulariser")
-        d_over_var = (w - self.mean) / self.variance
-        value = self.strength * ((w - self.mean) * d_over_var).sum(-1)
-        return value, 2 * self.strength * d_over_var
-
-    def take(self, rows: torch.Tensor) -> "StackedQuadratic":
-        """The same regulariser for a subset of its rows (what a line search over some tasks needs)."""
-        return StackedQuadratic(self.mean[rows], self.variance[rows], self.strength)
-
-
-@dataclass(frozen=True, eq=False)
-class StackedQuartic:
-    """R_t(w_t) = c Σ_i (a_ti (w_ti − μ_ti)² − 1)²: ``QuarticRegulariser`` with one mean and a per row."""
-
-    mean: torch.Tensor  # [T, P]
-    inverse_scale: torch.Tensor  # [T, P]
-    strength: float
-
-    def value_and_grad(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _check_rows(w, self.mean, "regulariser")
-        d = w - self.mean
-        a = self.inverse_scale
-        inner = a * d * d - 1
-        return self.strength * inner.pow(2).sum(-1), 4 * self.strength * a * d * inner
-
-    def take(self, rows: torch.Tensor) -> "StackedQuartic":
-        return StackedQuartic(self.mean[rows], self.inverse_scale[rows], self.strength)
-
-
-@dataclass(frozen=True, eq=False)
-class StackedEveRates:
-    """Eve's rates λ_ti exp(−κ (w_ti − μ_ti)² / σ_ti²) with one mean, variance and λ per row.
-
-    ``base_rates`` must be λ = σ² / mean_j σ² of the row's CLASS (what ``EveRates.base_rates``
-    gives), which :meth:`ClassPriors.rows` computes per class before stacking.
-    """
-
-    mean: torch.Tensor  # [T, P]
-    variance: torch.Tensor  # [T, P]
-    base_rates: torch.Tensor  # [T, P]
-    decay: float
-
-    def rates(self, w: torch.Tensor) -> torch.Tensor:
-        _check_rows(w, self.mean, "rates object")
-        d = w - self.mean
-        return self.base_rates * torch.exp(-self.decay * d * d / self.variance)
 
 
 def _check_knob(name: str, value) -> float:
@@ -129,8 +66,8 @@ class ClassPriors:
     names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method: unknown {self.method!r}; valid: {', '.join(METHODS)}")
+        if self.method not in KINDS:
+            raise ValueError(f"method: unknown kind of prior {self.method!r}; valid: {', '.join(KINDS)}")
         if not isinstance(self.mean, torch.Tensor) or self.mean.dim() != 2 or min(self.mean.shape) < 1:
             shape = tuple(self.mean.shape) if isinstance(self.mean, torch.Tensor) else type(self.mean).__name__
             raise ValueError(f"mean: expected a tensor [C, P] (one flat start per class), got {shape}")
@@ -196,7 +133,7 @@ class ClassPriors:
 
         Each is a ``ScaleModel`` (rule quadratic, quartic or eve; ``mean_only`` counts as
         initialisation), a ``ScaleGradientResult`` (quadratic, its ``.regulariser``), a
-        ``TrainResult`` (MAML, Reptile, pretrained: initialisation at ``.flat``) or a flat tensor
+        ``TrainResult`` (MAML, Reptile, pretrained: initialisation at ``.params``) or a flat tensor
         ``[P]`` (initialisation). All must give the same method and P. ``strength`` and
         ``decay`` replace what the models were trained with; without them the models must agree.
         The tensors take the first model's dtype and device.
@@ -231,13 +168,13 @@ class ClassPriors:
                    None if names is None else tuple(names))
 
     # ------------------------------------------------------------ adapting
-    def rows(self, class_index: torch.Tensor) -> tuple[torch.Tensor, StackedQuadratic | StackedQuartic | None,
-                                                       StackedEveRates | None]:
+    def rows(self, class_index: torch.Tensor) -> tuple[torch.Tensor, QuadraticRegulariser | QuarticRegulariser | None,
+                                                       EveRates | None]:
         """``(start [T, P], regulariser or None, rates or None)`` for tasks ``t`` of class ``class_index[t]``.
 
-        Pass them to ``scale.adapt.adapt`` for exactly those T tasks, in that order: the
-        regulariser and rates hold one row per task, so they serve the whole stack (not a subset
-        of its rows, as adapt's terminator would ask for).
+        The regulariser and rates hold one row per task (``[T, P]`` tensors): pass them to
+        ``scale.adapt.adapt`` for exactly those T tasks, in that order (it cuts them to the rows
+        it needs with ``take``).
         """
         if not isinstance(class_index, torch.Tensor) or class_index.dim() != 1 or class_index.dtype != torch.long:
             what = (f"{class_index.dtype} {tuple(class_index.shape)}" if isinstance(class_index, torch.Tensor)
@@ -252,11 +189,10 @@ class ClassPriors:
             return start, None, None
         spread = self.spread[idx]
         if self.method == "quadratic":
-            return start, StackedQuadratic(start, spread, self.strength), None
+            return start, QuadraticRegulariser(start, spread, self.strength), None
         if self.method == "quartic":
-            return start, StackedQuartic(start, spread, self.strength), None
-        base = self.spread / self.spread.mean(-1, keepdim=True)  # λ per class, as EveRates.base_rates
-        return start, None, StackedEveRates(start, spread, base[idx], self.decay)
+            return start, QuarticRegulariser(start, spread, self.strength), None
+        return start, None, EveRates(start, spread, self.decay)
 
     def one_class(self, c: int) -> tuple[torch.Tensor, QuadraticRegulariser | QuarticRegulariser | None,
                                          EveRates | None]:
@@ -309,7 +245,7 @@ def _describe(model, i: int):
         reg = model.regulariser
         return "quadratic", reg.mean, reg.variance, _scalar(reg.strength, f"models[{i}].strength"), None
     if isinstance(model, TrainResult):
-        return "initialisation", model.flat, None, None, None
+        return "initialisation", model.params, None, None, None
     if isinstance(model, torch.Tensor):
         if model.dim() != 1 or not model.is_floating_point():
             raise ValueError(f"models[{i}]: a tensor must be a flat floating-point start [P], got "

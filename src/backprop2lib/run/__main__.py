@@ -1,7 +1,7 @@
 """Command line: ``python -m backprop2lib.run [NOTEBOOK ...] [options]``.
 
 Exit status: 0 when every notebook ran, 1 when any failed, 2 for a usage error
-(unknown profile, missing notebook). ``--list-stale`` only reports and exits 0.
+(unknown profile, missing notebook, a file that is not an .ipynb). ``--list-stale`` only reports and exits 0.
 """
 
 from __future__ import annotations
@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     missing = [str(path) for path in notebooks if not Path(path).is_file()]
     if missing:
         parser.error(f"notebook(s) not found: {', '.join(missing)}")
+    not_ipynb = [str(path) for path in notebooks if Path(path).suffix != ".ipynb"]
+    if not_ipynb:  # e.g. a chapter's .md, its jupytext twin without outputs: the runner executes the .ipynb
+        parser.error(f"not .ipynb notebooks: {', '.join(not_ipynb)} (run the paired .ipynb instead)")
     if not notebooks:
         parser.error(f"no notebooks given and none match {root / 'notebooks' / NOTEBOOK_GLOB}")
 

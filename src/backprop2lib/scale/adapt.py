@@ -14,6 +14,10 @@ points, or a batch sampled with replacement (backprop2 used 50).
 over tasks. ``adapt_one_at_a_time`` is backprop2's faithful mode, the same code called for one
 task after another. With a fixed step size and no terminator, the result is differentiable
 in ``w0``, the regulariser's tensors and the rates (for meta-gradients).
+
+The regulariser and the rates may hold one row per task (a ``[T, P]`` mean, or a ``[T, P]``
+rates tensor): wherever only some tasks are evaluated (the line search's last rounds, the steps
+once most tasks have stopped) they are cut to those rows with ``take(rows)``.
 """
 
 from __future__ import annotations
@@ -83,6 +87,14 @@ class AdaptResult:
         return ~(torch.isfinite(self.params).all(-1) & torch.isfinite(self.error_after))
 
 
+def _take_rows(obj, rows):
+    """A regulariser or rates for the tasks ``rows`` only: rows of a [T, P] tensor, ``take`` for objects that
+    have it (one without ``take`` is shared by all tasks), None stays None."""
+    if isinstance(obj, torch.Tensor):
+        return obj[rows] if obj.dim() == 2 else obj
+    return obj.take(rows) if hasattr(obj, "take") else obj
+
+
 def _rates_at(rates, w: torch.Tensor) -> torch.Tensor | None:
     if rates is None:
         return None
@@ -126,26 +138,27 @@ def adapt(
     w = start.expand(T, -1) if start.dim() == 1 else start
     error_before = error(model, w, x, y).detach()  # also checks x and y against the model
 
-    def objective(v, xb, yb):
+    def objective(v, xb, yb, reg):
         e, g = error_and_grad(model, v, xb, yb, check=False)
-        if regulariser is not None:
-            r, gr = regulariser.value_and_grad(v)
+        if reg is not None:
+            r, gr = reg.value_and_grad(v)
             e, g = e + r, g + gr
         return e, g
 
-    def value(v, xb, yb):  # the line search needs values only: a forward pass, no backward
+    def value(v, xb, yb, reg):  # the line search needs values only: a forward pass, no backward
         e = error(model, v, xb, yb, check=False)
-        return e if regulariser is None else e + regulariser.value_and_grad(v)[0]
+        return e if reg is None else e + reg.value_and_grad(v)[0]
 
-    def step(v, xb, yb, s, rates_v):
-        """One step for the tasks (rows) given; returns their new parameters and step sizes."""
-        e0, g = objective(v, xb, yb)
+    def step(v, xb, yb, s, reg, rates_v):
+        """One step for the tasks (rows) given, with their regulariser and rates; new parameters and step sizes."""
+        e0, g = objective(v, xb, yb, reg)
         r = _rates_at(rates_v, v)
         delta = -g if r is None else -r * g
         if not fixed:
             vd = v.detach()
-            s, _, _ = line_search(lambda u: value(u, xb, yb), vd, delta.detach(), g.detach(), e0.detach(), s,
-                                  loop.line_search, error_rows=lambda u, rows: value(u, xb[rows], yb[rows]))
+            s, _, _ = line_search(lambda u: value(u, xb, yb, reg), vd, delta.detach(), g.detach(), e0.detach(), s,
+                                  loop.line_search,
+                                  error_rows=lambda u, rows: value(u, xb[rows], yb[rows], _take_rows(reg, rows)))
         return v + s[:, None] * delta, s
 
     fixed = loop.lr is not None
@@ -168,15 +181,15 @@ def adapt(
                 if n_active == 0:
                     break
         if n_active == T:  # every task steps: no masking (keeps the graph simple for meta-gradients)
-            w, s = step(w, xb, yb, s, rates)
+            w, s = step(w, xb, yb, s, regulariser, rates)
         elif 2 * n_active > T:
-            new, s_new = step(w, xb, yb, s, rates)
+            new, s_new = step(w, xb, yb, s, regulariser, rates)
             w = torch.where(active[:, None], new, w)
             s = torch.where(active, s_new, s)  # a stopped task keeps the step size it stopped with
         else:  # most tasks have stopped: step only the others
             rows = active.nonzero().squeeze(1)
-            rates_rows = rates[rows] if isinstance(rates, torch.Tensor) and rates.dim() == 2 else rates
-            new, s_new = step(w[rows], xb[rows], yb[rows], s[rows], rates_rows)
+            new, s_new = step(w[rows], xb[rows], yb[rows], s[rows], _take_rows(regulariser, rows),
+                              _take_rows(rates, rows))
             w = w.index_copy(0, rows, new)
             s = s.index_copy(0, rows, s_new)
         steps += active
@@ -187,10 +200,15 @@ def adapt(
 def adapt_one_at_a_time(model: MLP, start: torch.Tensor, x: torch.Tensor, y: torch.Tensor, *,
                         loop: InnerLoop = InnerLoop(), regulariser: Regulariser | None = None, rates=None,
                         generator: torch.Generator | None = None) -> AdaptResult:
-    """backprop2's faithful mode: :func:`adapt` for one task after another (a Python loop over tasks)."""
+    """backprop2's faithful mode: :func:`adapt` for one task after another (a Python loop over tasks).
+
+    A per-task (``[T, P]``) regulariser or rates gives each task its own row.
+    """
     T = x.shape[0]
     results = [adapt(model, start if start.dim() == 1 else start[t:t + 1], x[t:t + 1], y[t:t + 1], loop=loop,
-                     regulariser=regulariser, rates=rates, generator=generator) for t in range(T)]
+                     regulariser=_take_rows(regulariser, slice(t, t + 1)), rates=_take_rows(rates, slice(t, t + 1)),
+                     generator=generator)
+                for t in range(T)]
     return AdaptResult(*(torch.cat([getattr(r, f) for r in results]) for f in
                          ("params", "steps", "stopped", "error_before", "error_after", "step_size")))
 

@@ -6,6 +6,11 @@ Every regulariser has ``value_and_grad(w) -> (R [T], dR/dw [T, P])`` for flat pa
 parameters ``[T, P]`` (statistics over tasks, population variance). ``strength`` is the
 error scale ``c``: a constant (backprop2's default 1e-2) or a tensor the caller computed.
 
+The mean (and its companion, the variance or inverse scale) is ``[P]``, shared by every task,
+or ``[T, P]``, one row per task (e.g. recognition, where every row is a different class's
+prior); then ``w`` must be ``[T, P]`` with the same T, and ``take(rows)`` gives the regulariser
+of a subset of the tasks (what the line search and the terminator need).
+
 Quadratic, R = c Σ_i (w_i − μ_i)² / σ_i²: its gradient always points at μ, so adapted
 parameters end closer to μ than the tasks need, the next σ is smaller, the pull stronger —
 the scale collapses over outer iterations. ``fit(floor=...)`` bounds σ² from below.
@@ -16,7 +21,7 @@ and a bump of height c at μ_i, so it pushes parameters *out* to their typical d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -25,17 +30,36 @@ A_MAX = 1e4  # backprop2's cap on the inverse scale (type 2); also used for para
 
 
 def _check_pair(mean: torch.Tensor, other: torch.Tensor, other_name: str) -> None:
-    if mean.dim() != 1:
-        raise ValueError(f"mean: expected a flat vector [P], got shape {tuple(mean.shape)}")
+    if mean.dim() not in (1, 2):
+        raise ValueError(f"mean: expected a flat vector [P] (shared by all tasks) or [T, P] (one row per task), "
+                         f"got shape {tuple(mean.shape)}")
     if other.shape != mean.shape:
         raise ValueError(f"{other_name}: expected shape {tuple(mean.shape)} (like mean), got {tuple(other.shape)}")
     if not bool(torch.isfinite(mean).all()):
         raise ValueError("mean: contains NaN or inf")
 
 
-def _check_w(w: torch.Tensor, p: int) -> None:
-    if w.dim() not in (1, 2) or w.shape[-1] != p:
-        raise ValueError(f"w: expected [P] or [T, P] with P = {p}, got {tuple(w.shape)}")
+def _check_w(w: torch.Tensor, mean: torch.Tensor) -> None:
+    """``w`` fits ``mean``: [P] or [T, P] for a shared mean [P], exactly [T, P] for a per-task mean [T, P]."""
+    if mean.dim() == 1:
+        if w.dim() not in (1, 2) or w.shape[-1] != mean.shape[0]:
+            raise ValueError(f"w: expected [P] or [T, P] with P = {mean.shape[0]}, got {tuple(w.shape)}")
+    elif tuple(w.shape) != tuple(mean.shape):
+        raise ValueError(f"w: expected [T, P] = {tuple(mean.shape)} (one row per task of the [T, P] mean), "
+                         f"got {tuple(w.shape)}")
+
+
+def _positions(mask: torch.Tensor) -> list:
+    """Where ``mask`` is True: parameter numbers for [P], (task, parameter) pairs for [T, P]."""
+    found = mask.nonzero()
+    return found.flatten().tolist() if mask.dim() == 1 else [tuple(r) for r in found.tolist()]
+
+
+def _take(obj, rows: torch.Tensor, fields: tuple[str, ...]):
+    """``obj`` for the tasks ``rows`` of its [T, P] tensors; ``obj`` itself when they are shared [P]."""
+    if obj.mean.dim() == 1:
+        return obj
+    return replace(obj, **{f: getattr(obj, f)[rows] for f in fields})
 
 
 def _check_adapted(w: torch.Tensor) -> None:
@@ -57,19 +81,25 @@ class QuadraticRegulariser:
     def __post_init__(self) -> None:
         _check_pair(self.mean, self.variance, "variance")
         if not bool((self.variance > 0).all() & torch.isfinite(self.variance).all()):
-            zero = (~(self.variance > 0)).nonzero().flatten().tolist()
+            not_positive = ~(self.variance > 0)
+            zero = _positions(not_positive)
+            where = "parameter(s)" if self.variance.dim() == 1 else "(task, parameter) pair(s)"
             raise ValueError(
-                f"variance: must be positive and finite; parameter(s) {zero[:10]} have variance "
-                f"{self.variance[zero[:1]].tolist() if zero else 'inf/NaN'} (σ = 0 means infinite precision: "
-                "fit with floor > 0)")
+                f"variance: must be positive and finite; {where} {zero[:10]} have variance "
+                f"{self.variance[not_positive][:1].tolist() if zero else 'inf/NaN'} (σ = 0 means infinite "
+                "precision: fit with floor > 0)")
 
     @property
     def scale(self) -> torch.Tensor:
         """The per-parameter scale σ."""
         return self.variance.sqrt()
 
+    def take(self, rows: torch.Tensor) -> "QuadraticRegulariser":
+        """The regulariser of tasks ``rows`` (for a [T, P] mean); itself for a shared [P] mean."""
+        return _take(self, rows, ("mean", "variance"))
+
     def value_and_grad(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _check_w(w, self.mean.shape[0])
+        _check_w(w, self.mean)
         d_over_var = (w - self.mean) / self.variance
         value = self.strength * ((w - self.mean) * d_over_var).sum(-1)
         return value, 2 * self.strength * d_over_var
@@ -135,8 +165,12 @@ class QuarticRegulariser:
         """The per-parameter scale: the distance of the minima from μ, 1/√a."""
         return quartic_minimum_distance(self.inverse_scale)
 
+    def take(self, rows: torch.Tensor) -> "QuarticRegulariser":
+        """The regulariser of tasks ``rows`` (for a [T, P] mean); itself for a shared [P] mean."""
+        return _take(self, rows, ("mean", "inverse_scale"))
+
     def value_and_grad(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _check_w(w, self.mean.shape[0])
+        _check_w(w, self.mean)
         d = w - self.mean
         a = self.inverse_scale
         inner = a * d * d - 1

@@ -27,7 +27,9 @@ from typing import Callable
 
 import torch
 
+from ..models.activations import activation_derivatives
 from ..models.mlp import MLP
+from ..optim.errors import DivergenceError
 from .blocks import BlockPartition
 
 LOSSES = ("squared", "cross_entropy")
@@ -57,25 +59,6 @@ def _check(model: MLP, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, loss: 
     else:
         if tuple(y.shape) != (T, x.shape[1]) or y.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"y: expected integer labels [{T}, {x.shape[1]}], got {tuple(y.shape)} {y.dtype}")
-
-
-def _activation_derivatives(name: str, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """f(a), f′(a) and f″(a) for the MLP's hidden activations."""
-    if name == "relu":
-        h = torch.relu(a)
-        return h, (a > 0).to(a.dtype), torch.zeros_like(a)
-    if name == "tanh":
-        h = torch.tanh(a)
-        d1 = 1 - h * h
-        return h, d1, -2 * h * d1
-    if name == "sigmoid":
-        h = torch.sigmoid(a)
-        d1 = h * (1 - h)
-        return h, d1, d1 * (1 - 2 * h)
-    if name == "gaussian":  # exp(-a^2)
-        h = torch.exp(-a * a)
-        return h, -2 * a * h, (4 * a * a - 2) * h
-    raise TypeError(f"model: no second derivative for activation {name!r}")
 
 
 def output_loss(out: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
@@ -125,7 +108,7 @@ def loss_grad_and_block_hessians(
         inputs.append(h)
         a = torch.baddbmm(params[2 * layer + 1].unsqueeze(1), h, params[2 * layer])
         if layer < L - 1:
-            h, d1, d2 = _activation_derivatives(model.activation, a)
+            h, d1, d2 = activation_derivatives(model.activation, a)
             slopes.append(d1)
             curvatures.append(d2)
         else:
@@ -201,11 +184,11 @@ def full_hessian(model: MLP, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
     return torch.func.vmap(hess)(w, x, y)
 
 
-def check_finite_hessians(hessians: list[torch.Tensor], partition: BlockPartition) -> None:
-    """Raise, naming the layer and the models, when a block Hessian has NaN or inf."""
+def check_finite_hessians(hessians: list[torch.Tensor], partition: BlockPartition, where: str = "") -> None:
+    """Raise :class:`DivergenceError`, naming the layer and the models, when a block Hessian has NaN or inf."""
     for h, group in zip(hessians, partition.groups):
         bad = ~torch.isfinite(h).flatten(1).all(1)
         if bool(bad.any()):
             models = bad.nonzero().flatten().tolist()
-            raise FloatingPointError(f"non-finite block Hessian in layer {group.layer + 1} "
-                                     f"(block size {group.size}) for model(s) {models}")
+            raise DivergenceError(f"{where + ': ' if where else ''}non-finite block Hessian in layer "
+                                  f"{group.layer + 1} (block size {group.size}) for model(s) {models}")

@@ -1,12 +1,14 @@
-"""First- and second-order optimisers on flat parameters ``[T, P]``, and one training loop for all.
+"""Steppers that need more than the gradient — backprop2's line search and block Newton — and the
+problem they act on: T models of one MLP trained on step-indexed batches.
 
-The optimisers are small settings objects with a ``state`` and a ``step``; every step acts on T
-independent models at once (here: the same problem from T random initialisations, i.e. seeds).
+Both follow the stepper protocol of :mod:`backprop2lib.optim.steppers` and run in the one loop,
+:func:`backprop2lib.optim.run`, next to the hand-designed SGD and Adam there; they declare
+``needs_problem = True``, so the loop hands them the :class:`MLPProblem` at ``init`` and the loss
+of the current parameters at every ``step``. Every step acts on T independent models at once
+(here: the same problem from T random initialisations, i.e. seeds).
 
-* :class:`GradientDescent`: ``w ← w − lr g``.
 * :class:`GradientDescentLineSearch`: direction ``−g`` with backprop2's warm-started two-way
   line search (one step size per model).
-* :class:`Adam`: Kingma and Ba's Adam, every model with its own moments.
 * :class:`BlockNewton`: backprop2's block-diagonal generalised Newton: random blocks inside each
   layer, exact within-block Hessians, one batched eigendecomposition, a step rule per
   eigendirection (:mod:`.steps`), and optionally the line search along the result.
@@ -16,18 +18,18 @@ independent models at once (here: the same problem from T random initialisations
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
 from ..models.mlp import MLP
+from ..optim.errors import DivergenceError, rows_text
 from ..optim.line_search import LineSearch, line_search
-from ..progress import progress_bar
 from .blocks import BlockPartition, block_partition, check_block_size
-from .hessian import check_finite_hessians, full_hessian, loss_grad_and_block_hessians, mean_loss
+from .hessian import (_check_loss, check_finite_hessians, full_hessian, loss_and_grad,
+                      loss_grad_and_block_hessians, mean_loss)
 from .steps import block_step, check_rule
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -39,33 +41,64 @@ def _positive(name: str, value: float) -> float:
     return float(value)
 
 
-@dataclass(frozen=True)
-class GradientDescent:
-    lr: float = 0.1
-    name: str = "GD"
+@dataclass(frozen=True, eq=False)
+class MLPProblem:
+    """T models of one MLP from the initialisations ``w0 [T, P]``, trained on ``batches``.
+
+    ``batches(k)`` gives the ``(x, y)`` that training step k (1, 2, ...) uses, so every optimiser
+    sees the same minibatches; ``evaluate(w) -> [T]`` is the recorded loss (default: the loss on
+    ``batches(0)``). ``seed`` seeds what a stepper draws (block Newton's blocks). This is the
+    problem protocol of :func:`backprop2lib.optim.run` plus what second-order steppers need:
+    ``model``, ``loss`` and the step's ``batch(t)``.
+    """
+
+    model: MLP
+    w0: torch.Tensor
+    batches: Callable[[int], Batch]
+    loss: str = "squared"
+    evaluate_with: Callable[[torch.Tensor], torch.Tensor] | None = None
+    seed: int = 0
+    name: str = ""
 
     def __post_init__(self) -> None:
-        _positive("lr", self.lr)
+        if not isinstance(self.model, MLP):
+            raise TypeError(f"model: expected a backprop2lib.models.MLP, got {type(self.model).__name__}")
+        if self.w0.dim() != 2 or self.w0.shape[1] != self.model.n_params:
+            raise ValueError(f"w0: expected flat parameters [T, {self.model.n_params}], got {tuple(self.w0.shape)}")
+        _check_loss(self.loss)
 
-    def init(self, model: MLP, w: torch.Tensor, generator: torch.Generator | None) -> dict:
-        return {}
+    def init(self) -> torch.Tensor:
+        return self.w0.detach().clone()
 
-    def step(self, model: MLP, w: torch.Tensor, batch: Batch, state: dict, loss: str) -> torch.Tensor:
-        _, g, _ = loss_grad_and_block_hessians(model, w, *batch, None, loss=loss)
-        return w - self.lr * g
+    def batch(self, t: int) -> Batch:
+        """The batch of the loop's step t, i.e. training step t + 1."""
+        return self.batches(t + 1)
+
+    def loss_and_grad(self, w: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return loss_and_grad(self.model, w, *self.batch(t), loss=self.loss)
+
+    def evaluate(self, w: torch.Tensor) -> torch.Tensor:
+        if self.evaluate_with is not None:
+            return self.evaluate_with(w)
+        return mean_loss(self.model, w, *self.batches(0), loss=self.loss)
 
 
 @dataclass(frozen=True)
 class GradientDescentLineSearch:
+    """Direction −g, step size from backprop2's warm-started line search (one per model)."""
+
     settings: LineSearch = LineSearch()
     name: str = "GD + line search"
+    needs_problem = True
 
-    def init(self, model: MLP, w: torch.Tensor, generator: torch.Generator | None) -> dict:
-        return {"s": self.settings.initial(w.shape[0], device=w.device, dtype=w.dtype)}
+    def init(self, w: torch.Tensor, problem: MLPProblem) -> dict:
+        return {"problem": problem, "t": 0, "s": self.settings.initial(w.shape[0], device=w.device, dtype=w.dtype)}
 
-    def step(self, model: MLP, w: torch.Tensor, batch: Batch, state: dict, loss: str) -> torch.Tensor:
-        value, g, _ = loss_grad_and_block_hessians(model, w, *batch, None, loss=loss)
-        return _searched(model, w, -g, g, value, batch, state, self.settings, loss)
+    def step(self, w: torch.Tensor, grad: torch.Tensor, state: dict, loss: torch.Tensor) -> torch.Tensor:
+        problem: MLPProblem = state["problem"]
+        batch = problem.batch(state["t"])
+        state["t"] += 1
+        return _searched(problem.model, w, -grad, grad, loss, batch, state, self.settings, problem.loss)
 
 
 def _searched(model, w, delta, g, value, batch, state, settings, loss) -> torch.Tensor:
@@ -81,33 +114,14 @@ def _searched(model, w, delta, g, value, batch, state, settings, loss) -> torch.
 
 
 @dataclass(frozen=True)
-class Adam:
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    name: str = "Adam"
-
-    def __post_init__(self) -> None:
-        _positive("lr", self.lr)
-        if not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"betas: expected two numbers in [0, 1), got {self.betas!r}")
-
-    def init(self, model: MLP, w: torch.Tensor, generator: torch.Generator | None) -> dict:
-        return {"m": torch.zeros_like(w), "v": torch.zeros_like(w), "t": 0}
-
-    def step(self, model: MLP, w: torch.Tensor, batch: Batch, state: dict, loss: str) -> torch.Tensor:
-        _, g, _ = loss_grad_and_block_hessians(model, w, *batch, None, loss=loss)
-        b1, b2 = self.betas
-        state["t"] += 1
-        t = state["t"]
-        state["m"].lerp_(g, 1 - b1)
-        state["v"].lerp_(g * g, 1 - b2)
-        return w - self.lr * (state["m"] / (1 - b1 ** t)) / ((state["v"] / (1 - b2 ** t)).sqrt() + self.eps)
-
-
-@dataclass(frozen=True)
 class BlockNewton:
-    """backprop2's generalised Newton (defaults: lr 0.1, block size 7, max_step 1, reused blocks)."""
+    """backprop2's generalised Newton (defaults: lr 0.1, block size 7, max_step 1, reused blocks).
+
+    The blocks are drawn with a generator seeded by the problem's ``seed``; with
+    ``reuse_blocks=False`` every step draws new ones from it. The state's ``newton_fraction``
+    (reported in the curve's ``info``) is, per step, the fraction of eigendirections that took the
+    plain Newton step rather than the rule's guard.
+    """
 
     max_block_size: int | None = 7
     rule: str = "backprop2"
@@ -117,6 +131,8 @@ class BlockNewton:
     reuse_blocks: bool = True
     line_search: LineSearch | None = None
     name: str = ""
+    needs_problem = True
+    reports = ("newton_fraction",)
 
     def __post_init__(self) -> None:
         if self.max_block_size is not None:
@@ -131,10 +147,12 @@ class BlockNewton:
             search = " + line search" if self.line_search is not None else ""
             object.__setattr__(self, "name", f"block Newton ({self.rule}, {size}){search}")
 
-    def init(self, model: MLP, w: torch.Tensor, generator: torch.Generator | None) -> dict:
-        state: dict = {"generator": generator, "newton_fraction": []}
+    def init(self, w: torch.Tensor, problem: MLPProblem) -> dict:
+        generator = torch.Generator().manual_seed(problem.seed)
+        state: dict = {"problem": problem, "t": 0, "generator": generator, "newton_fraction": []}
         if self.max_block_size is not None:
-            state["partition"] = block_partition(model, self.max_block_size, generator=generator, device=w.device)
+            state["partition"] = block_partition(problem.model, self.max_block_size, generator=generator,
+                                                 device=w.device)
             state["fresh"] = True  # the first step uses this draw, later ones redraw if not reused
         if self.line_search is not None:
             state["s"] = self.line_search.initial(w.shape[0], device=w.device, dtype=w.dtype)
@@ -147,9 +165,10 @@ class BlockNewton:
         if self.max_block_size is None:
             value, g, _ = loss_grad_and_block_hessians(model, w, *batch, None, loss=loss)
             H = full_hessian(model, w, *batch, loss=loss)
-            if not bool(torch.isfinite(H).all()):
-                raise FloatingPointError("non-finite full Hessian for model(s) "
-                                         f"{(~torch.isfinite(H).flatten(1).all(1)).nonzero().flatten().tolist()}")
+            bad = ~torch.isfinite(H).flatten(1).all(1)
+            if bool(bad.any()):
+                raise DivergenceError(f"{self.name}: non-finite full Hessian at step {state.get('t', 0) + 1} "
+                                      f"for model(s) {rows_text(bad.nonzero().flatten().tolist())}")
             delta, frac = block_step(H, g, **kw)
             state["newton_fraction"].append(frac.mean().item())
             return delta, value, g
@@ -158,7 +177,7 @@ class BlockNewton:
                                                  device=w.device)
         partition: BlockPartition = state["partition"]
         value, g, hessians = loss_grad_and_block_hessians(model, w, *batch, partition, loss=loss)
-        check_finite_hessians(hessians, partition)
+        check_finite_hessians(hessians, partition, where=f"{self.name}, step {state.get('t', 0) + 1}")
         delta = torch.zeros_like(w)
         fractions = []
         for group, H in zip(partition.groups, hessians):
@@ -168,103 +187,13 @@ class BlockNewton:
         state["newton_fraction"].append(float(torch.stack(fractions).sum() / (w.shape[0] * partition.n_blocks)))
         return delta, value, g
 
-    def step(self, model: MLP, w: torch.Tensor, batch: Batch, state: dict, loss: str) -> torch.Tensor:
-        delta, value, g = self.direction(model, w, batch, state, loss)
+    def step(self, w: torch.Tensor, grad: torch.Tensor, state: dict, loss: torch.Tensor) -> torch.Tensor:
+        # The Hessians come with their own loss and gradient on the step's batch (the same numbers
+        # as the loop's, computed in the same pass).
+        problem: MLPProblem = state["problem"]
+        batch = problem.batch(state["t"])
+        delta, value, g = self.direction(problem.model, w, batch, state, problem.loss)
+        state["t"] += 1
         if self.line_search is None:
             return w + delta
-        return _searched(model, w, delta, g, value, batch, state, self.line_search, loss)
-
-
-Optimizer = GradientDescent | GradientDescentLineSearch | Adam | BlockNewton
-
-
-@dataclass
-class TrainingCurve:
-    """Losses on the evaluation data ``[n_evals, T]`` at ``steps``, and wall time per step."""
-
-    name: str
-    steps: np.ndarray
-    losses: np.ndarray
-    seconds: np.ndarray  # cumulative training wall time at each evaluation (evaluation excluded)
-    diverged: np.ndarray  # [T] bool: the model's loss became NaN/inf (frozen from then on)
-    diverged_at: np.ndarray  # [T] the step where it did, -1 if never
-    info: dict = field(default_factory=dict)
-    params: torch.Tensor | None = None  # the final parameters [T, P]
-
-    @property
-    def final(self) -> np.ndarray:
-        return self.losses[-1]
-
-    @property
-    def seconds_per_step(self) -> float:
-        return float(self.seconds[-1] / max(1, self.steps[-1]))
-
-
-def train(
-    model: MLP,
-    w0: torch.Tensor,
-    optimizer: Optimizer,
-    batches: Callable[[int], Batch],
-    n_steps: int,
-    *,
-    loss: str = "squared",
-    evaluate: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    eval_every: int = 1,
-    seed: int = 0,
-    progress: bool | None = None,
-) -> TrainingCurve:
-    """Run ``optimizer`` for ``n_steps`` from ``w0: [T, P]``; ``batches(step)`` gives ``(x, y)``.
-
-    ``evaluate(w) -> [T]`` measures the loss that is recorded (default: the loss on
-    ``batches(0)``). A model whose new parameters (at any step) or recorded loss (at an evaluation)
-    are not finite is marked diverged there: its parameters are frozen at their last finite values,
-    its recorded losses are NaN from then on, and ``diverged`` counts it; it is never silently
-    averaged with the rest. With ``eval_every > 1`` a loss that overflows between evaluations is
-    detected at the next evaluation.
-    """
-    if not isinstance(n_steps, int) or n_steps < 0:
-        raise ValueError(f"n_steps: expected an int >= 0, got {n_steps!r}")
-    if w0.dim() != 2 or w0.shape[1] != model.n_params:
-        raise ValueError(f"w0: expected flat parameters [T, {model.n_params}], got {tuple(w0.shape)}")
-    if evaluate is None:
-        fixed = batches(0)
-
-        def evaluate(v: torch.Tensor) -> torch.Tensor:
-            return mean_loss(model, v, *fixed, loss=loss)
-
-    generator = torch.Generator().manual_seed(seed)
-    w = w0.detach().clone()
-    T = w.shape[0]
-    state = optimizer.init(model, w, generator)
-    diverged = torch.zeros(T, dtype=torch.bool)
-    diverged_at = np.full(T, -1)
-    steps, losses, seconds = [0], [evaluate(w).detach().cpu().numpy()], [0.0]
-    elapsed = 0.0
-    bar = progress_bar(n_steps, optimizer.name, progress)
-    with torch.no_grad():
-        for step in range(1, n_steps + 1):
-            batch = batches(step)
-            start = time.perf_counter()
-            new = optimizer.step(model, w, batch, state, loss)
-            if w.device.type == "cuda":
-                torch.cuda.synchronize(w.device)
-            elapsed += time.perf_counter() - start
-            ok = torch.isfinite(new).all(1).cpu()
-            if step % eval_every == 0 or step == n_steps:
-                value = evaluate(new).cpu()
-                ok &= torch.isfinite(value)
-            newly = ~ok & ~diverged
-            if bool(newly.any()):
-                diverged_at[newly.numpy()] = step
-                diverged |= newly
-            w = torch.where(diverged.to(w.device)[:, None], w, new)
-            if step % eval_every == 0 or step == n_steps:
-                steps.append(step)
-                # a diverged model is recorded as NaN from the step it was detected: counted, never averaged
-                losses.append(torch.where(diverged, torch.full_like(value, float("nan")), value).numpy())
-                seconds.append(elapsed)
-            bar.update(1)
-    bar.close()
-    info = {k: v for k, v in state.items() if k == "newton_fraction"}
-    return TrainingCurve(optimizer.name, np.array(steps), np.stack(losses), np.array(seconds),
-                         diverged.numpy(), diverged_at, info, w)
+        return _searched(problem.model, w, delta, g, value, batch, state, self.line_search, problem.loss)

@@ -1,68 +1,14 @@
-"""Figures for the second-order chapter, in the house style of :mod:`backprop2lib.plotting`."""
+"""Figures for the second-order chapter's toy problems, in the house style of :mod:`backprop2lib.plotting`
+(training curves are :func:`backprop2lib.plotting.plot_curves`)."""
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
 
-
-# one colour per optimiser family, shades for block sizes; stable across figures
-COLORS = {
-    "GD": "#999999",
-    "GD + line search": "#444444",
-    "Adam": "#0b5394",
-    "Newton": "#cc0000",
-    "|λ| Newton": "#38761d",
-    "saddle-free Newton": "#b45f06",
-}
-_BLOCK_SHADES = ["#93c47d", "#6aa84f", "#38761d", "#274e13", "#0c343d"]
-
-
-def curve_color(name: str) -> str:
-    if name in COLORS:
-        return COLORS[name]
-    if "newton," in name:  # plain Newton rule
-        return COLORS["Newton"]
-    if "saddle_free" in name:
-        return COLORS["saddle-free Newton"]
-    sizes = ["b=1", "b=7", "b=32", "full"]
-    for i, s in enumerate(sizes):
-        if s in name:
-            return _BLOCK_SHADES[i + (1 if "line search" in name and i < 3 else 0)]
-    return "#a64d79"
-
-
-def mean_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and 95% CI half-width (Student's t) over the model axis (last), ignoring NaN (diverged) entries."""
-    n = np.isfinite(values).sum(-1)
-    mean = np.nanmean(values, -1)
-    sd = np.nanstd(values, -1, ddof=1) if values.shape[-1] > 1 else np.zeros_like(mean)
-    from scipy.stats import t
-
-    quantile = t.ppf(0.975, np.maximum(n - 1, 1))  # Student's t: a handful of initialisations
-    return mean, np.where(n > 1, quantile * sd / np.sqrt(np.maximum(n, 1)), 0.0)
-
-
-def plot_training_curves(ax, curves: Sequence, *, x: str = "steps", title: str = "", ylabel: str = "training loss",
-                         logy: bool = True, styles: Mapping[str, str] | None = None) -> None:
-    """Mean loss with a 95% CI band over the models, against steps or training wall time."""
-    if x not in ("steps", "seconds"):
-        raise ValueError(f"x: expected 'steps' or 'seconds', got {x!r}")
-    for curve in curves:
-        xs = curve.steps if x == "steps" else curve.seconds
-        mean, ci = mean_band(curve.losses)
-        color = curve_color(curve.name)
-        ls = (styles or {}).get(curve.name, "-")
-        ax.plot(xs, mean, color=color, ls=ls, label=curve.name)
-        ax.fill_between(xs, np.maximum(mean - ci, 1e-12) if logy else mean - ci, mean + ci,
-                        color=color, alpha=0.15, lw=0)
-    if logy:
-        ax.set_yscale("log")
-    if x == "seconds":
-        ax.set_xscale("log")
-    ax.set(xlabel="optimiser steps" if x == "steps" else "training wall time (s)", ylabel=ylabel, title=title)
+from .. import methods
 
 
 def plot_contours(ax, f: Callable[[torch.Tensor], torch.Tensor], lo: tuple[float, float], hi: tuple[float, float],
@@ -84,9 +30,10 @@ def plot_contours(ax, f: Callable[[torch.Tensor], torch.Tensor], lo: tuple[float
 
 
 def plot_paths(ax, paths: Mapping[str, torch.Tensor], *, colors: Mapping[str, str] | None = None) -> None:
-    """Optimiser trajectories ``[steps + 1, M, 2]`` on top of a contour plot; starts marked."""
+    """Optimiser trajectories ``[steps + 1, M, 2]`` on top of a contour plot; starts marked. Colours:
+    ``colors[name]`` where given, else the method's (:mod:`backprop2lib.methods`)."""
     for name, path in paths.items():
-        color = (colors or COLORS).get(name, "#a64d79")
+        color = colors[name] if colors and name in colors else methods.color(name)
         p = path.numpy()
         for m in range(p.shape[1]):
             ax.plot(p[:, m, 0], p[:, m, 1], color=color, lw=1.2, marker=".", ms=3,

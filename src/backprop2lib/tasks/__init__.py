@@ -1,6 +1,6 @@
+from .batch import TaskBatch, TaskFamily
 from .bumps import GaussianBumpTasks
-from .regression import RegressionBatch
-from .sinusoid import SinusoidTasks, TaskBatch
+from .sinusoid import SinusoidTasks
 from .teacher import TeacherTasks
 
-__all__ = ["GaussianBumpTasks", "RegressionBatch", "SinusoidTasks", "TaskBatch", "TeacherTasks"]
+__all__ = ["GaussianBumpTasks", "SinusoidTasks", "TaskBatch", "TaskFamily", "TeacherTasks"]

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 
 import torch
 
-from .regression import RegressionBatch, StreamsBatches, check_counts, check_number, check_range, draw_device
+from .batch import TaskFamily, add_noise, check_number, check_range, uniform_inputs
 
 TRAINING_OFFSETS = ((0.3, 0.5), (0.3, 0.7), (0.9, 0.5), (0.9, 0.7))
 OOD_OFFSETS = ((-0.5, -0.5),)
 
 
 @dataclass(frozen=True)
-class GaussianBumpTasks(StreamsBatches):
+class GaussianBumpTasks(TaskFamily):
     """Tasks y = height * exp(-||width * (x - o)||^2) + N(0, noise_std^2), x ~ U[x_range]^2, o ~ U(offsets).
 
     ``offsets`` is a sequence of (o1, o2) pairs (stored as a tuple of float pairs);
@@ -65,25 +65,10 @@ class GaussianBumpTasks(StreamsBatches):
         z = self.width * (x - offsets[:, None, :])
         return self.height * torch.exp(-z.pow(2).sum(dim=-1, keepdim=True))
 
-    def sample(
-        self,
-        n_tasks: int,
-        n_support: int,
-        n_query: int = 0,
-        *,
-        generator: torch.Generator | None = None,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-    ) -> RegressionBatch:
-        """Sample ``n_tasks`` tasks with their points, in one batched call on ``device``; truth is the offsets."""
-        check_counts(n_tasks, n_support, n_query)
-        gen_device = draw_device(generator, device)
+    def _draw(self, n_tasks, n_points, *, generator, gen_device, device, dtype):
         which = torch.randint(len(self.offsets), (n_tasks,), generator=generator, device=gen_device).to(device)
         offsets = torch.tensor(self.offsets, device=device, dtype=dtype)[which]
-        u = torch.rand(n_tasks, n_support + n_query, 2, generator=generator, device=gen_device, dtype=dtype)
-        x = self.x_range[0] + (self.x_range[1] - self.x_range[0]) * u.to(device)
-        y = self.target(offsets, x)
-        if self.noise_std > 0:  # drawn last, so offsets and x do not depend on the noise level
-            noise = torch.randn(y.shape, generator=generator, device=gen_device, dtype=dtype)
-            y = y + self.noise_std * noise.to(device)
-        return RegressionBatch(x[:, :n_support], y[:, :n_support], x[:, n_support:], y[:, n_support:], offsets)
+        x = uniform_inputs(self.x_range, (n_tasks, n_points, 2), generator=generator, gen_device=gen_device,
+                           device=device, dtype=dtype)
+        y = add_noise(self.target(offsets, x), self.noise_std, generator=generator, gen_device=gen_device)
+        return x, y, offsets

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from ..models.mlp import MLP
-from .regression import RegressionBatch, StreamsBatches, check_counts, check_number, check_range, draw_device
+from .batch import TaskFamily, add_noise, check_counts, check_number, check_range, draw_device, uniform_inputs
 
 
 def _check_seed(seed: int) -> int:
@@ -42,12 +42,13 @@ def parameter_sensitivity(model: MLP, theta: torch.Tensor, *, n_points: int = 10
 
 # eq=False: mean and scale are tensors, whose == has no single truth value.
 @dataclass(frozen=True, eq=False)
-class TeacherTasks(StreamsBatches):
+class TeacherTasks(TaskFamily):
     """Tasks y = model(theta_t, x) + noise, theta_t = mean + scale * N(0, I), x ~ U[x_range]^d.
 
     ``mean`` and ``scale`` are ``[model.n_params]`` on one device; ``scale >= 0`` and a parameter
     with scale 0 is the same (``mean``) in every task. Build families with
     :meth:`sparse_variation`, :meth:`two_spreads`, :meth:`ood_complement` or :meth:`with_scale`.
+    A batch's ``truth`` is theta_t, ``[T, P]``, drawn first (:meth:`sample_params`).
     """
 
     model: MLP
@@ -203,25 +204,9 @@ class TeacherTasks(StreamsBatches):
                           device=draw_device(generator, device), dtype=dtype).to(device)
         return self.mean.to(device, dtype) + self.scale.to(device, dtype) * eps
 
-    def sample(
-        self,
-        n_tasks: int,
-        n_support: int,
-        n_query: int = 0,
-        *,
-        generator: torch.Generator | None = None,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-    ) -> RegressionBatch:
-        """Sample ``n_tasks`` tasks with their points, in one batched call on ``device``; truth is theta_t."""
-        check_counts(n_tasks, n_support, n_query)
+    def _draw(self, n_tasks, n_points, *, generator, gen_device, device, dtype):
         theta = self.sample_params(n_tasks, generator=generator, device=device, dtype=dtype)
-        n, d = n_support + n_query, self.model.sizes[0]
-        gen_device = draw_device(generator, device)
-        u = torch.rand(n_tasks, n, d, generator=generator, device=gen_device, dtype=dtype).to(device)
-        x = self.x_range[0] + (self.x_range[1] - self.x_range[0]) * u
-        y = self.target(theta, x)
-        if self.noise_std > 0:  # drawn last, so theta and x do not depend on the noise level
-            noise = torch.randn(y.shape, generator=generator, device=gen_device, dtype=dtype)
-            y = y + self.noise_std * noise.to(device)
-        return RegressionBatch(x[:, :n_support], y[:, :n_support], x[:, n_support:], y[:, n_support:], theta)
+        x = uniform_inputs(self.x_range, (n_tasks, n_points, self.model.sizes[0]), generator=generator,
+                           gen_device=gen_device, device=device, dtype=dtype)
+        y = add_noise(self.target(theta, x), self.noise_std, generator=generator, gen_device=gen_device)
+        return x, y, theta

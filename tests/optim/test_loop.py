@@ -1,4 +1,4 @@
-"""Baselines for the learned optimizer and the evaluation harness (learned/baselines.py, evaluate.py)."""
+"""The one loop, its curve and the learning-rate tuner (optim/loop.py, curve.py, tune.py)."""
 
 import math
 
@@ -6,108 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from backprop2lib.learned.baselines import BASELINES, LR_GRID, NAG, SGD, Adam, LearnedStepper, RMSprop
-from backprop2lib.learned.evaluate import (Curve, LRChoice, final, mean_ci, paired_difference, run,
-                                           steps_to_reach, tune_lr)
-from backprop2lib.learned.optimizer import CoordinatewiseOptimizer, LearnedOptimizerConfig
 from backprop2lib.learned.problems import MNISTNets, Quadratics
+from backprop2lib.optim import LR_GRID, SGD, Adam, Curve, LRChoice, half_decades, run, tune_lr
 
 
 def quadratics(n=4, seed=0):
     return Quadratics.sample(n, seed=seed, dtype=torch.float64)
-
-
-# ------------------------------------------------------------------ baselines vs torch.optim
-
-TORCH_EQUIVALENTS = [
-    (SGD(0.003), lambda p: torch.optim.SGD(p, lr=0.003)),
-    (NAG(0.002), lambda p: torch.optim.SGD(p, lr=0.002, momentum=0.9, nesterov=True)),
-    (NAG(0.001, momentum=0.5), lambda p: torch.optim.SGD(p, lr=0.001, momentum=0.5, nesterov=True)),
-    (RMSprop(0.01), lambda p: torch.optim.RMSprop(p, lr=0.01)),
-    (Adam(0.05), lambda p: torch.optim.Adam(p, lr=0.05)),
-    (Adam(0.02, betas=(0.8, 0.99), eps=1e-6), lambda p: torch.optim.Adam(p, lr=0.02, betas=(0.8, 0.99), eps=1e-6)),
-]
-
-
-@pytest.mark.parametrize("stepper, make_torch", TORCH_EQUIVALENTS, ids=lambda x: getattr(x, "name", ""))
-def test_baseline_matches_torch_optim_instance_by_instance(stepper, make_torch):
-    prob = quadratics(3)
-    theta = prob.init()
-    state = stepper.init(theta)
-    for t in range(20):
-        _, grad = prob.loss_and_grad(theta, t)
-        theta = stepper.step(theta, grad, state)
-    assert state["t"] == 20
-    for b in range(prob.n_instances):
-        single = prob.subset(slice(b, b + 1))
-        p = torch.nn.Parameter(single.init()[0].clone())
-        opt = make_torch([p])
-        for t in range(20):
-            opt.zero_grad()
-            single.loss(p[None], t).sum().backward()
-            opt.step()
-        torch.testing.assert_close(theta[b], p.detach(), rtol=1e-10, atol=1e-12)
-    assert not torch.equal(theta, prob.init())
-
-
-def test_registry_and_grid():
-    assert BASELINES == {"SGD": SGD, "NAG": NAG, "RMSprop": RMSprop, "Adam": Adam}
-    assert LR_GRID == (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0)
-    for name, cls in BASELINES.items():
-        assert cls(0.1).name == name
-        assert cls(0.1).lr == 0.1
-
-
-@pytest.mark.parametrize("cls", [SGD, NAG, RMSprop, Adam])
-@pytest.mark.parametrize("lr", [0.0, -1e-3, math.nan, math.inf, True])
-def test_bad_lr_names_the_argument(cls, lr):
-    with pytest.raises(ValueError, match="lr"):
-        cls(lr)
-
-
-def test_bad_hyperparameters_name_the_argument():
-    with pytest.raises(ValueError, match="momentum"):
-        NAG(0.1, momentum=1.0)
-    with pytest.raises(ValueError, match="alpha"):
-        RMSprop(0.1, alpha=1.5)
-    with pytest.raises(ValueError, match="betas"):
-        Adam(0.1, betas=(0.9,))
-    with pytest.raises(ValueError, match="eps"):
-        Adam(0.1, eps=-1.0)
-    with pytest.raises(ValueError, match="grad"):
-        SGD(0.1).step(torch.zeros(2, 3), torch.zeros(2, 4), {"t": 0})
-
-
-# ------------------------------------------------------------------ the learned optimizer as a stepper
-
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_learned_stepper_equals_calling_the_net(cell):
-    net = CoordinatewiseOptimizer(LearnedOptimizerConfig(cell=cell), seed=3)
-    stepper = LearnedStepper(net)
-    assert stepper.name == cell.upper()
-    assert LearnedStepper(net, name="mine").name == "mine"
-    prob = Quadratics.sample(3, seed=1)
-    theta = prob.init()
-    state = stepper.init(theta)
-    by_hand = prob.init()
-    rnn = net.initial_state(*by_hand.shape, device=by_hand.device, dtype=by_hand.dtype)
-    for t in range(5):
-        _, grad = prob.loss_and_grad(theta, t)
-        theta = stepper.step(theta, grad, state)
-        _, g = prob.loss_and_grad(by_hand, t)
-        with torch.no_grad():
-            update, rnn = net(g, rnn)
-        by_hand = by_hand + update
-        assert not theta.requires_grad
-    torch.testing.assert_close(theta, by_hand, rtol=0, atol=0)
-    curve = run(stepper, prob, 5)
-    assert curve.name == cell.upper()
-    assert np.isfinite(curve.losses).all()
-
-
-def test_learned_stepper_rejects_other_nets():
-    with pytest.raises(ValueError, match="net"):
-        LearnedStepper(torch.nn.Linear(1, 1))
 
 
 # ------------------------------------------------------------------ run
@@ -126,9 +30,9 @@ def test_run_matches_a_hand_loop_and_decreases_the_loss():
         theta = theta - 1e-3 * grad
     np.testing.assert_allclose(curve.losses, np.stack(expected), rtol=1e-12)
     assert (curve.losses[-1] < curve.losses[0]).all()
-    np.testing.assert_array_equal(final(curve, 30), curve.losses[30])
-    np.testing.assert_array_equal(final(curve), curve.losses[30])
-    s = mean_ci(curve, 30)
+    np.testing.assert_array_equal(curve.at(30), curve.losses[30])
+    np.testing.assert_array_equal(curve.at(), curve.losses[30])
+    s = curve.summary(30)
     assert s.n == 5 and s.n_diverged == 0
     assert s.mean == pytest.approx(curve.losses[30].mean())
 
@@ -149,9 +53,9 @@ def test_divergence_is_flagged_frozen_and_nan_after():
         assert 1 <= k <= 15
         assert np.isfinite(curve.losses[:k, b]).all()
         assert np.isnan(curve.losses[k:, b]).all()
-    s = mean_ci(curve, 15)
+    s = curve.summary(15)
     assert s.n == 0 and s.n_diverged == 6 and math.isnan(s.mean)
-    assert steps_to_reach(curve, 1e9) is None
+    assert curve.steps_to_reach(1e9) is None
 
 
 def test_divergence_of_some_instances_leaves_the_others_alone():
@@ -166,7 +70,7 @@ def test_divergence_of_some_instances_leaves_the_others_alone():
     ok = ~curve.diverged
     assert np.isfinite(curve.losses[:, ok]).all()
     assert curve.losses[-1, ok].max() < 1e-6
-    s = mean_ci(curve, 40)
+    s = curve.summary(40)
     assert s.n == 3 and s.n_diverged == 2
     np.testing.assert_allclose(curve.mean_losses(), curve.losses[:, ok].mean(1))
     # a bound catches a blow-up before it overflows
@@ -186,9 +90,9 @@ def test_run_bad_arguments():
         run(object(), prob, 2)
     curve = run(SGD(1e-3), prob, 3)
     with pytest.raises(ValueError, match="step"):
-        mean_ci(curve, 4)
-    with pytest.raises(ValueError, match="horizon"):
-        final(curve, -1)
+        curve.summary(4)
+    with pytest.raises(ValueError, match="step"):
+        curve.at(-1)
 
 
 # ------------------------------------------------------------------ tuning and comparisons
@@ -229,7 +133,9 @@ def test_tune_lr_bad_arguments():
     with pytest.raises(ValueError, match="grid"):
         tune_lr(SGD, (0.1, 0.01), val, 5)
     with pytest.raises(ValueError, match="horizon"):
-        tune_lr(SGD, (0.1,), val, 0)
+        tune_lr(SGD, (0.1, 0.3), val, 0)
+    with pytest.raises(ValueError, match="grid"):  # one rate cannot be judged against its neighbours
+        tune_lr(SGD, (0.1,), val, 5)
     with pytest.raises(ValueError, match="grid"):  # everything diverged: no choice to report
         tune_lr(SGD, (10.0, 100.0), Quadratics.sample(2), 30)
     with pytest.raises(ValueError, match="diverged_above"):
@@ -240,34 +146,95 @@ def _curve(losses, name="c"):
     losses = np.asarray(losses, dtype=np.float64)
     diverged = np.isnan(losses).any(0)
     at = np.array([np.argmax(np.isnan(col)) if d else -1 for col, d in zip(losses.T, diverged)])
-    return Curve(name, losses, diverged, at)
+    return Curve(name, losses, at)
 
 
 def test_steps_to_reach():
     c = _curve([[4.0, 6.0], [3.0, 5.0], [2.0, 2.0], [1.0, 1.0]])  # means 5, 4, 2, 1
-    assert steps_to_reach(c, 5.0) == 0
-    assert steps_to_reach(c, 3.0) == 2
-    assert steps_to_reach(c, 1.0) == 3
-    assert steps_to_reach(c, 0.5) is None
+    assert c.steps_to_reach(5.0) == 0
+    assert c.steps_to_reach(3.0) == 2
+    assert c.steps_to_reach(1.0) == 3
+    assert c.steps_to_reach(0.5) is None
     # a diverging instance is left out of every step's mean, not only after it blew up
     d = _curve([[4.0, 100.0], [3.0, 100.0], [2.0, np.nan]])
-    assert steps_to_reach(d, 3.0) == 1
+    assert d.steps_to_reach(3.0) == 1
     with pytest.raises(ValueError, match="target"):
-        steps_to_reach(c, math.nan)
+        c.steps_to_reach(math.nan)
 
 
-def test_paired_difference():
-    a = _curve([[5.0, 5.0, 5.0, 5.0], [1.0, 2.0, np.nan, 4.0]], "a")
-    b = _curve([[5.0, 5.0, 5.0, 5.0], [2.0, 4.0, 1.0, 5.0]], "b")
-    s = paired_difference(a, b, 1)
-    assert s.n == 3 and s.n_diverged == 1
-    assert s.mean == pytest.approx(np.mean([-1.0, -2.0, -1.0]))
-    assert s.ci95 > 0
-    assert paired_difference(a, b, 0).mean == 0.0
-    with pytest.raises(ValueError, match="a, b"):
-        paired_difference(a, _curve([[1.0], [1.0]]), 1)
-    with pytest.raises(ValueError, match="step"):
-        paired_difference(a, b, 2)
+def test_curve_reads_records_by_step_and_checks_its_shape():
+    c = Curve("c", [[1.0, 2.0], [3.0, np.nan], [5.0, np.nan]], [-1, 1], steps=[0, 10, 20],
+              seconds=[0.0, 1.0, 2.5])
+    np.testing.assert_array_equal(c.at(10), [3.0, np.nan])
+    np.testing.assert_array_equal(c.at(), c.final)
+    assert c.n_steps == 20 and c.n_rows == 2 and c.diverged.tolist() == [False, True]
+    assert c.seconds_per_step == pytest.approx(2.5 / 20)
+    np.testing.assert_array_equal(c.loss_at_time(1.2), c.at(10))
+    np.testing.assert_array_equal(c.loss_at_time(0.5), c.at(0))
+    s = c.summary(10)
+    assert s.n == 1 and s.n_diverged == 1 and s.mean == 3.0
+    with pytest.raises(ValueError, match="step: 5 was not recorded"):
+        c.at(5)
+    with pytest.raises(ValueError, match="losses"):
+        Curve("c", [1.0, 2.0])
+    with pytest.raises(ValueError, match="steps"):
+        Curve("c", [[1.0], [2.0]], steps=[3, 1])
+    with pytest.raises(ValueError, match="diverged_at"):
+        Curve("c", [[1.0], [2.0]], [-1, -1])
+    # an error bound makes raw values above it count as diverged in every summary
+    raw = Curve("c", [[1.0, 2.0e9, 3.0]], diverged_above=1e6)
+    assert raw.summary(0).n == 2 and raw.summary(0).n_diverged == 1
+
+
+def test_record_every_keeps_the_steps_it_names_and_the_last():
+    prob = quadratics(3)
+    every = run(SGD(1e-3), prob, 10)
+    sparse = run(SGD(1e-3), prob, 10, record_every=4)
+    assert sparse.steps.tolist() == [0, 4, 8, 10]
+    np.testing.assert_array_equal(sparse.losses, every.losses[[0, 4, 8, 10]])
+    assert (np.diff(sparse.seconds) >= 0).all()
+
+
+class _Evaluated:
+    """Quadratics whose recorded loss is another function of θ than the training loss."""
+
+    def __init__(self, prob):
+        self.prob, self.name = prob, "evaluated"
+
+    def init(self):
+        return self.prob.init()
+
+    def loss_and_grad(self, theta, t):
+        return self.prob.loss_and_grad(theta, t)
+
+    def evaluate(self, theta):
+        return theta.pow(2).sum(1)
+
+
+def test_an_evaluate_method_is_what_gets_recorded():
+    prob = quadratics(3)
+    curve = run(SGD(1e-3), _Evaluated(prob), 5, keep_params=True)
+    theta = prob.init()
+    for t in range(5):
+        theta = theta - 1e-3 * prob.loss_and_grad(theta, t)[1]
+    np.testing.assert_allclose(curve.at(5), theta.pow(2).sum(1).numpy(), rtol=1e-12)
+    torch.testing.assert_close(curve.params, theta)
+
+
+def test_chunked_runs_equal_one_run():
+    prob = quadratics(5)
+    whole = run(Adam(0.01), prob, 8)
+    chunked = run(Adam(0.01), prob, 8, chunk_size=2)
+    np.testing.assert_allclose(chunked.losses, whole.losses, rtol=1e-12)
+    with pytest.raises(ValueError, match="chunk"):
+        run(Adam(0.01), _Evaluated(prob), 3, chunk_size=2)
+
+
+def test_half_decades_is_the_default_grid():
+    assert half_decades(1e-4, 1.0) == LR_GRID
+    assert half_decades(0.003, 10) == (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+    with pytest.raises(ValueError, match="low, high"):
+        half_decades(1.0, 0.1)
 
 
 def test_runs_on_mnist_are_paired():
@@ -283,9 +250,7 @@ def test_runs_on_mnist_are_paired():
     np.testing.assert_array_equal(adam.losses[0], sgd.losses[0])  # same θ0 and minibatch 0
     np.testing.assert_array_equal(adam.losses, again.losses)  # identical optimizers: identical curves
     assert not np.array_equal(adam.losses[1:], sgd.losses[1:])
-    assert paired_difference(adam, again, 5).mean == 0.0
-    d = paired_difference(adam, sgd, 0)
-    assert d.mean == 0.0 and d.n == 3
+    np.testing.assert_array_equal(adam.at(0), again.at(0))
     # a different seed is a different set of instances
     other = run(Adam(0.01), MNISTNets.sample(3, data, seed=5, dtype=torch.float64), 0)
     assert not np.array_equal(other.losses[0], adam.losses[0])

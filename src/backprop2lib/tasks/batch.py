@@ -1,26 +1,31 @@
-"""A general batch of regression tasks, and the sampling helpers the task families share.
+"""The one batch type every task family yields, and the sampling and streaming the families share.
 
-:class:`RegressionBatch` has the interface of :class:`~backprop2lib.tasks.sinusoid.TaskBatch`
-(``x_support``, ``y_support``, ``x_query``, ``y_query``, ``x_all``, ``y_all``, indexing), so
-the meta-learners train on any family that yields it, with any input and output width.
+:class:`TaskBatch` holds T regression tasks with support and query points of any input and output
+width, and each task's ground truth; the meta-learners train on any family that yields it.
+:class:`TaskFamily` is the base of every family (sinusoids, teacher networks, Gaussian bumps,
+images): it checks the sizes, lets the family draw all points of every task at once
+(:meth:`TaskFamily._draw`), cuts them into support and query, and streams meta-batches.
 """
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 
 
 # eq=False: the fields are tensors, whose == is elementwise and has no single truth value.
 @dataclass(frozen=True, eq=False)
-class RegressionBatch:
+class TaskBatch:
     """T regression tasks with support (adaptation) and query (evaluation) points.
 
     ``x_support: [T, K, d]``, ``y_support: [T, K, o]``, ``x_query: [T, Q, d]``, ``y_query: [T, Q, o]``;
-    ``truth`` is each task's ground truth with a leading task axis (e.g. parameters ``[T, P]``).
+    ``truth`` is each task's ground truth with a leading task axis, what the family's ``target``
+    takes: a sinusoid's (amplitude, phase) ``[T, 2]``, a teacher's parameters ``[T, P]``, a bump's
+    offset ``[T, 2]``, an image's index ``[T]``.
     """
 
     x_support: torch.Tensor
@@ -56,7 +61,7 @@ class RegressionBatch:
     def _fields(self) -> tuple[torch.Tensor, ...]:
         return (self.x_support, self.y_support, self.x_query, self.y_query, self.truth)
 
-    def __getitem__(self, index) -> "RegressionBatch":
+    def __getitem__(self, index) -> "TaskBatch":
         """A sub-batch of tasks: an int keeps the task axis (length 1); slices and index tensors as torch."""
         if isinstance(index, torch.Tensor) and index.dim() == 0 and index.dtype != torch.bool:
             index = int(index)
@@ -65,10 +70,10 @@ class RegressionBatch:
             if not 0 <= i < self.n_tasks:
                 raise IndexError(f"task index {index} out of range for {self.n_tasks} tasks")
             index = slice(i, i + 1)  # a slice, not an int, so the task axis survives
-        return RegressionBatch(*(t[index] for t in self._fields()))
+        return TaskBatch(*(t[index] for t in self._fields()))
 
-    def to(self, device: torch.device | str) -> "RegressionBatch":
-        return RegressionBatch(*(t.to(device) for t in self._fields()))
+    def to(self, device: torch.device | str) -> "TaskBatch":
+        return TaskBatch(*(t.to(device) for t in self._fields()))
 
     @property
     def x_all(self) -> torch.Tensor:
@@ -111,37 +116,57 @@ def draw_device(generator: torch.Generator | None, device: torch.device | str) -
     return generator.device if generator is not None else torch.device(device)
 
 
-def stream_batches(
-    sample: Callable[..., RegressionBatch],
-    n_tasks: int,
-    n_support: int,
-    n_query: int = 0,
-    *,
-    chunk: int = 256,
-    generator: torch.Generator | None = None,
-    device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
-) -> Iterator[RegressionBatch]:
-    """An endless stream of ``n_tasks``-task meta-batches from ``sample``, drawn ``chunk`` meta-batches per call.
+def uniform_inputs(x_range: tuple[float, float], shape: tuple[int, ...], *, generator: torch.Generator | None,
+                   gen_device: torch.device, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
+    """Inputs ``shape`` drawn uniformly on ``x_range`` per coordinate: one ``torch.rand`` call."""
+    u = torch.rand(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
+    return x_range[0] + (x_range[1] - x_range[0]) * u
 
-    One big ``sample`` call per ``chunk`` steps keeps the per-step cost to a slice. The arguments
-    are checked here, at the call, not at the first ``next()``.
+
+def add_noise(y: torch.Tensor, noise_std: float, *, generator: torch.Generator | None,
+              gen_device: torch.device) -> torch.Tensor:
+    """``y + N(0, noise_std²)``; nothing is drawn when ``noise_std`` is 0.
+
+    Families draw the noise last, so their tasks and inputs do not depend on the noise level.
     """
-    check_counts(n_tasks, n_support, n_query)
-    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
-        raise ValueError(f"chunk: expected an int >= 1, got {chunk!r}")
-
-    def batches() -> Iterator[RegressionBatch]:
-        while True:
-            big = sample(n_tasks * chunk, n_support, n_query, generator=generator, device=device, dtype=dtype)
-            for i in range(chunk):
-                yield big[i * n_tasks : (i + 1) * n_tasks]
-
-    return batches()
+    if noise_std > 0:
+        noise = torch.randn(y.shape, generator=generator, device=gen_device, dtype=y.dtype)
+        y = y + noise_std * noise.to(y.device)
+    return y
 
 
-class StreamsBatches:
-    """For task families with a batched ``sample``: an endless stream of meta-batches from it."""
+# ------------------------------------------------------------------ the family base
+class TaskFamily(abc.ABC):
+    """A distribution over regression tasks, sampled many tasks at a time.
+
+    A family implements :meth:`_draw` (all points of every task, one batched draw); this base
+    gives :meth:`sample` (checked sizes, support then query) and :meth:`stream`.
+    """
+
+    @abc.abstractmethod
+    def _draw(self, n_tasks: int, n_points: int, *, generator: torch.Generator | None, gen_device: torch.device,
+              device: torch.device | str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x [T, n_points, d]``, ``y [T, n_points, o]`` and ``truth [T, ...]`` on ``device``.
+
+        Random numbers are drawn from ``generator`` on ``gen_device`` (the generator's device,
+        see :func:`draw_device`) and moved, so a CPU generator gives the same tasks on any device.
+        """
+
+    def sample(
+        self,
+        n_tasks: int,
+        n_support: int,
+        n_query: int = 0,
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> TaskBatch:
+        """Sample ``n_tasks`` tasks with ``n_support`` then ``n_query`` points each, in one batched call on ``device``."""
+        check_counts(n_tasks, n_support, n_query)
+        x, y, truth = self._draw(n_tasks, n_support + n_query, generator=generator,
+                                 gen_device=draw_device(generator, device), device=device, dtype=dtype)
+        return TaskBatch(x[:, :n_support], y[:, :n_support], x[:, n_support:], y[:, n_support:], truth)
 
     def stream(
         self,
@@ -153,7 +178,21 @@ class StreamsBatches:
         generator: torch.Generator | None = None,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
-    ) -> Iterator[RegressionBatch]:
-        """An endless stream of meta-batches, sampled ``chunk`` meta-batches per call (cheap per step)."""
-        return stream_batches(self.sample, n_tasks, n_support, n_query, chunk=chunk, generator=generator,
-                              device=device, dtype=dtype)
+    ) -> Iterator[TaskBatch]:
+        """An endless stream of ``n_tasks``-task meta-batches, drawn ``chunk`` meta-batches per ``sample`` call.
+
+        One big ``sample`` call per ``chunk`` steps keeps the per-step cost to a slice. The
+        arguments are checked here, at the call, not at the first ``next()``.
+        """
+        check_counts(n_tasks, n_support, n_query)
+        if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+            raise ValueError(f"chunk: expected an int >= 1, got {chunk!r}")
+
+        def batches() -> Iterator[TaskBatch]:
+            while True:
+                big = self.sample(n_tasks * chunk, n_support, n_query, generator=generator, device=device,
+                                  dtype=dtype)
+                for i in range(chunk):
+                    yield big[i * n_tasks : (i + 1) * n_tasks]
+
+        return batches()

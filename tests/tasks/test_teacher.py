@@ -5,7 +5,7 @@ import torch
 
 from backprop2lib.meta import train_pretrained
 from backprop2lib.models.mlp import MLP
-from backprop2lib.tasks import GaussianBumpTasks, RegressionBatch, TeacherTasks
+from backprop2lib.tasks import TaskBatch, TeacherTasks
 from backprop2lib.tasks.teacher import parameter_sensitivity
 
 MODEL = MLP((2, 20, 1), activation="gaussian")  # P = 81
@@ -19,7 +19,7 @@ def gen(seed: int) -> torch.Generator:
 def test_teacher_sample_shapes_dtypes_and_truth():
     tasks = TeacherTasks.sparse_variation(MODEL, seed=0)
     b = tasks.sample(6, 5, 7, generator=gen(0), dtype=torch.float64)
-    assert isinstance(b, RegressionBatch) and b.n_tasks == 6
+    assert isinstance(b, TaskBatch) and b.n_tasks == 6
     assert b.x_support.shape == (6, 5, 2) and b.y_support.shape == (6, 5, 1)
     assert b.x_query.shape == (6, 7, 2) and b.y_query.shape == (6, 7, 1)
     assert b.truth.shape == (6, MODEL.n_params)
@@ -161,91 +161,6 @@ def test_teacher_bad_arguments():
         TeacherTasks(MODEL, mean, scale).target(torch.zeros(2, P - 1), torch.zeros(2, 3, 2))
 
 
-# -------------------------------------------------------------- Gaussian bumps
-def test_bumps_shapes_formula_and_offsets():
-    tasks = GaussianBumpTasks(noise_std=0.0)
-    b = tasks.sample(400, 5, 3, generator=gen(0))
-    assert b.x_support.shape == (400, 5, 2) and b.y_query.shape == (400, 3, 1) and b.truth.shape == (400, 2)
-    assert -1 <= float(b.x_all.min()) and float(b.x_all.max()) <= 1
-    expected = 10.0 * torch.exp(-25.0 * ((b.x_all - b.truth[:, None, :]) ** 2).sum(-1, keepdim=True))
-    torch.testing.assert_close(b.y_all, expected)
-    seen = {tuple(round(v, 6) for v in row) for row in b.truth.tolist()}
-    assert seen == {(0.3, 0.5), (0.3, 0.7), (0.9, 0.5), (0.9, 0.7)}  # only these, and all four
-    counts = torch.unique(b.truth, dim=0, return_counts=True)[1]
-    assert int(counts.min()) > 60  # roughly uniform: 100 expected per offset
-
-
-def test_bumps_defaults_ood_and_noise():
-    assert GaussianBumpTasks.training() == GaussianBumpTasks()
-    ood = GaussianBumpTasks.ood().sample(50, 4, generator=gen(0))
-    assert torch.equal(ood.truth, torch.full((50, 2), -0.5))
-    tasks = GaussianBumpTasks.training()  # noise_std 0.1
-    b = tasks.sample(200, 50, generator=gen(1))
-    residual = b.y_support - tasks.target(b.truth, b.x_support)
-    assert abs(float(residual.std()) - 0.1) < 0.005
-
-
-def test_bumps_same_seed_same_batch_different_seed_differs():
-    a = GaussianBumpTasks().sample(8, 4, 4, generator=gen(3))
-    b = GaussianBumpTasks().sample(8, 4, 4, generator=gen(3))
-    c = GaussianBumpTasks().sample(8, 4, 4, generator=gen(4))
-    assert torch.equal(a.y_all, b.y_all) and torch.equal(a.truth, b.truth)
-    assert not torch.equal(a.x_all, c.x_all)
-
-
-def test_bumps_bad_arguments():
-    with pytest.raises(ValueError, match=r"offsets: expected shape \[n >= 1, 2\]"):
-        GaussianBumpTasks(offsets=((0.1, 0.2, 0.3),))
-    with pytest.raises(ValueError, match="offsets"):
-        GaussianBumpTasks(offsets=())
-    with pytest.raises(ValueError, match="width: expected a finite number > 0"):
-        GaussianBumpTasks(width=0.0)
-    with pytest.raises(ValueError, match="noise_std"):
-        GaussianBumpTasks(noise_std=-0.1)
-    with pytest.raises(ValueError, match="n_tasks: expected an int >= 1"):
-        GaussianBumpTasks().sample(0, 5)
-    with pytest.raises(ValueError, match="n_query"):
-        GaussianBumpTasks().sample(2, 5, -1)
-
-
-# ------------------------------------------------------------ batches, streams
-def test_indexing_and_concatenation():
-    b = GaussianBumpTasks().sample(5, 2, 3, generator=gen(0))
-    assert b[1].n_tasks == 1 and b[1].x_support.shape == (1, 2, 2)
-    assert torch.equal(b[-1].truth, b.truth[-1:]) and torch.equal(b[-2].x_query, b.x_query[3:4])
-    assert b[1:4].n_tasks == 3
-    picked = b[torch.tensor([4, 0])]
-    assert torch.equal(picked.y_query, b.y_query[[4, 0]]) and torch.equal(picked.truth, b.truth[[4, 0]])
-    assert torch.equal(b.x_all, torch.cat([b.x_support, b.x_query], 1))
-    assert torch.equal(b.y_all[:, 2:], b.y_query) and b.y_all.shape == (5, 5, 1)
-    with pytest.raises(IndexError):
-        b[5]
-    assert b.to("cpu").x_support.device.type == "cpu"
-
-
-def test_batch_rejects_inconsistent_shapes():
-    x, y = torch.zeros(3, 4, 2), torch.zeros(3, 4, 1)
-    with pytest.raises(ValueError, match="y_query"):
-        RegressionBatch(x, y, x, torch.zeros(3, 5, 1), torch.zeros(3, 2))
-    with pytest.raises(ValueError, match="x_support"):
-        RegressionBatch(x, y, x, y, torch.zeros(2, 2))
-
-
-@pytest.mark.parametrize("family", [GaussianBumpTasks(), TeacherTasks.sparse_variation(MODEL)])
-def test_stream_yields_fresh_batches_of_the_right_size(family):
-    stream = family.stream(25, 10, 10, chunk=3, generator=gen(0))
-    batches = [next(stream) for _ in range(7)]  # crosses two chunk boundaries
-    assert all(b.n_tasks == 25 and b.x_support.shape == (25, 10, 2) and b.y_query.shape == (25, 10, 1)
-               for b in batches)
-    firsts = {tuple(b.x_support[0, 0].tolist()) for b in batches}
-    assert len(firsts) == 7
-    # the first chunk is exactly one big sample, cut in order
-    big = family.sample(75, 10, 10, generator=gen(0))
-    assert torch.equal(batches[1].y_query, big.y_query[25:50])
-    with pytest.raises(ValueError, match="chunk"):  # checked at the call, not at the first next()
-        family.stream(25, 10, chunk=0)
-
-
 def test_existing_trainer_fits_a_fixed_teacher():
     # scale 0: every task is the same teacher, so joint training must drive the loss down
     teacher = TeacherTasks.sparse_variation(MODEL, seed=0)
@@ -254,14 +169,3 @@ def test_existing_trainer_fits_a_fixed_teacher():
                               generator=gen(0), progress=False)
     losses = torch.as_tensor(result.losses)
     assert float(losses[-10:].mean()) < 0.3 * float(losses[:10].mean())
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("family", [GaussianBumpTasks(), TeacherTasks.sparse_variation(MODEL)])
-def test_cpu_generator_samples_the_same_tasks_on_cuda(family):
-    # random numbers are drawn on the generator's device, then moved: same tasks on either device
-    on_cpu = family.sample(6, 4, 3, generator=gen(0))
-    on_gpu = family.sample(6, 4, 3, generator=gen(0), device="cuda")
-    assert on_gpu.y_query.device.type == "cuda" and on_gpu.truth.device.type == "cuda"
-    torch.testing.assert_close(on_gpu.to("cpu").truth, on_cpu.truth)
-    torch.testing.assert_close(on_gpu.to("cpu").y_all, on_cpu.y_all)
