@@ -8,7 +8,7 @@ from backprop2lib.data.mnist import bundled_split
 from backprop2lib.experiments.second_order import mnist_problem
 from backprop2lib.optim import SGD, run
 from backprop2lib.second_order.hessian import loss_and_grad, mean_loss
-from backprop2lib.second_order.optimizers import MLPProblem
+from backprop2lib.second_order.optimisers import MLPProblem
 
 
 def test_mnist_problem_makes_the_old_draws_initialisations_and_losses():

@@ -1,10 +1,10 @@
-"""A trained optimizer behind the stepper protocol (learned/stepper.py)."""
+"""A trained optimiser behind the stepper protocol (learned/stepper.py)."""
 
 import numpy as np
 import pytest
 import torch
 
-from backprop2lib.learned.optimizer import CoordinatewiseOptimizer, LearnedOptimizerConfig
+from backprop2lib.learned.optimiser import CoordinatewiseOptimiser, LearnedOptimiserConfig
 from backprop2lib.learned.problems import Quadratics
 from backprop2lib.learned.stepper import LearnedStepper
 from backprop2lib.optim import run
@@ -12,7 +12,7 @@ from backprop2lib.optim import run
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_learned_stepper_equals_calling_the_net(cell):
-    net = CoordinatewiseOptimizer(LearnedOptimizerConfig(cell=cell), seed=3)
+    net = CoordinatewiseOptimiser(LearnedOptimiserConfig(cell=cell), seed=3)
     stepper = LearnedStepper(net)
     assert stepper.name == cell.upper()
     assert LearnedStepper(net, name="mine").name == "mine"

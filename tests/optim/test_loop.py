@@ -248,7 +248,7 @@ def test_runs_on_mnist_are_paired():
     again = run(Adam(0.01), twin, 5)
     assert adam.losses.shape == (6, 3) and np.isfinite(adam.losses).all()
     np.testing.assert_array_equal(adam.losses[0], sgd.losses[0])  # same θ0 and minibatch 0
-    np.testing.assert_array_equal(adam.losses, again.losses)  # identical optimizers: identical curves
+    np.testing.assert_array_equal(adam.losses, again.losses)  # identical optimisers: identical curves
     assert not np.array_equal(adam.losses[1:], sgd.losses[1:])
     np.testing.assert_array_equal(adam.at(0), again.at(0))
     # a different seed is a different set of instances

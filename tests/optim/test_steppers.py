@@ -56,7 +56,7 @@ TORCH_BY_NAME = {
 
 
 @pytest.mark.parametrize("name", sorted(TORCH_BY_NAME))
-def test_registry_builds_the_named_optimizer_with_its_learning_rate(name):
+def test_registry_builds_the_named_optimiser_with_its_learning_rate(name):
     # a registry entry pointing at the wrong class, or dropping lr, gives other iterates than torch's
     stepper = STEPPERS[name](0.004)
     assert stepper.name == name

@@ -883,7 +883,7 @@ def test_train_argument_errors():
         train(model, w0, opt, fixed(x, y[..., 0]), 1, loss="cross_entropy")
 
 
-def test_optimizer_argument_errors():
+def test_optimiser_argument_errors():
     for bad in (0, -0.1, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="lr"):
             GradientDescent(bad)

@@ -21,7 +21,7 @@ from ..data.mnist import N_CLASSES, N_PIXELS, Minibatches, bundled_split
 from ..models.mlp import MLP
 from ..optim import Curve
 from ..second_order.hessian import mean_loss
-from ..second_order.optimizers import MLPProblem
+from ..second_order.optimisers import MLPProblem
 from ..stats import Summary, summarise
 from ..tasks.plane_wave import plane_wave
 
@@ -120,9 +120,9 @@ def training_rows(curves: dict[str, Curve], extra: Callable[[str, Curve], list[s
     return rows
 
 
-def step_seconds(optimizer, d_in: int, *, hidden: int = 20, n_out: int = 10, n_points: int = 64,
+def step_seconds(optimiser, d_in: int, *, hidden: int = 20, n_out: int = 10, n_points: int = 64,
                  repeats: int = 3, rounds: int = 3, seed: int = 0) -> tuple[int, float]:
-    """(P, seconds per step) of ``optimizer`` on one MLP d_in → hidden → n_out with random data.
+    """(P, seconds per step) of ``optimiser`` on one MLP d_in → hidden → n_out with random data.
 
     P grows with the input width at a fixed hidden width, like an MNIST MLP, so the cost of the
     block Hessians (O(N·P·b)) and eigendecompositions (O(P·b²)) is what grows.
@@ -135,9 +135,9 @@ def step_seconds(optimizer, d_in: int, *, hidden: int = 20, n_out: int = 10, n_p
     x = torch.randn(1, n_points, d_in, generator=g)
     y = torch.randint(n_out, (1, n_points), generator=g)
     problem = MLPProblem(model, w, lambda step: (x, y), "cross_entropy", seed=seed)
-    state = optimizer.init(w, problem)
+    state = optimiser.init(w, problem)
     loss, grad = problem.loss_and_grad(w, 0)
     # w is not updated: every call does the same work (a second-order step computes its own
     # loss, gradient and Hessians on the batch)
-    seconds = time_per_call(lambda: optimizer.step(w, grad, state, loss), repeats=repeats, warmup=1, rounds=rounds)
+    seconds = time_per_call(lambda: optimiser.step(w, grad, state, loss), repeats=repeats, warmup=1, rounds=rounds)
     return model.n_params, seconds

@@ -1,14 +1,14 @@
-"""Meta-training a learned optimizer by truncated back-propagation through time.
+"""Meta-training a learned optimiser by truncated back-propagation through time.
 
-One *episode* draws fresh optimizee instances and runs the learned optimizer on them for
-``episode_length`` steps (100 in the paper). The meta-loss is the sum over steps of the optimizee
+One *episode* draws fresh optimisee instances and runs the learned optimiser on them for
+``episode_length`` steps (100 in the paper). The meta-loss is the sum over steps of the optimisee
 loss after each update (all weights 1). Every ``unroll`` steps (20) it is back-propagated into the
-optimizer's parameters φ, meta-Adam takes a step, and the optimizee parameters and the
-optimizer's state carry on *detached*. Gradients never flow across a truncation, so the cost per
-step is constant. The optimizee gradient fed to the optimizer is a constant input (no
+optimiser's parameters φ, meta-Adam takes a step, and the optimisee parameters and the
+optimiser's state carry on *detached*. Gradients never flow across a truncation, so the cost per
+step is constant. The optimisee gradient fed to the optimiser is a constant input (no
 second-order terms), as in the paper.
 
-Every ``validate_every`` episodes the optimizer runs, without gradients, on fixed validation
+Every ``validate_every`` episodes the optimiser runs, without gradients, on fixed validation
 instances. The parameters with the lowest mean validation loss are kept (early stopping). With
 a ``checkpoint`` path the whole training state goes to disk every ``checkpoint_every`` episodes:
 φ, meta-Adam, the best φ and the history. Problems are drawn from the episode number, so a run
@@ -30,7 +30,7 @@ import torch
 
 from ..optim.errors import DivergenceError
 from ..progress import progress_bar
-from .optimizer import CoordinatewiseOptimizer, detach_state
+from .optimiser import CoordinatewiseOptimiser, detach_state
 
 
 @dataclass(frozen=True)
@@ -60,17 +60,17 @@ class MetaTrainConfig:
 
 @dataclass
 class MetaTrainResult:
-    net: CoordinatewiseOptimizer  # the best parameters on validation (early stopping)
+    net: CoordinatewiseOptimiser  # the best parameters on validation (early stopping)
     best_episode: int
     best_validation: float
     episode_losses: list[float] = field(default_factory=list)  # mean meta-loss per step, per episode
     validation: list[tuple[int, float]] = field(default_factory=list)  # (episode, mean validation loss)
     bad_truncations: list[tuple[int, int]] = field(default_factory=list)  # (episode, step) of NaN/inf
     seconds: float = 0.0  # wall time of meta-training (this process and any run it resumed)
-    optimizee_steps: int = 0
+    optimisee_steps: int = 0
 
 
-def unrolled_losses(net: CoordinatewiseOptimizer, problems, n_steps: int) -> torch.Tensor:
+def unrolled_losses(net: CoordinatewiseOptimiser, problems, n_steps: int) -> torch.Tensor:
     """Run ``net`` on ``problems`` without gradients; the loss ``[n_steps + 1, B]`` at every step."""
     theta = problems.init()
     state = net.initial_state(theta.shape[0], theta.shape[1], device=theta.device, dtype=theta.dtype)
@@ -85,7 +85,7 @@ def unrolled_losses(net: CoordinatewiseOptimizer, problems, n_steps: int) -> tor
     return torch.stack(out)
 
 
-def validation_loss(net: CoordinatewiseOptimizer, problems, n_steps: int) -> float:
+def validation_loss(net: CoordinatewiseOptimiser, problems, n_steps: int) -> float:
     """Mean over steps 1..n and instances of the loss (the meta-objective); inf if anything diverged."""
     losses = unrolled_losses(net, problems, n_steps)[1:]
     if not bool(torch.isfinite(losses).all()):
@@ -100,7 +100,7 @@ def _save(path: Path, payload: dict) -> None:
 
 
 def meta_train(
-    net: CoordinatewiseOptimizer,
+    net: CoordinatewiseOptimiser,
     sample_problems: Callable[[int], object],
     validation_problems,
     config: MetaTrainConfig = MetaTrainConfig(),
@@ -130,7 +130,7 @@ def meta_train(
         meta_opt.load_state_dict(saved["meta_opt"])
         result.net.load_state_dict(saved["best_net"])
         for key in ("best_episode", "best_validation", "episode_losses", "validation", "bad_truncations",
-                    "seconds", "optimizee_steps"):
+                    "seconds", "optimisee_steps"):
             setattr(result, key, saved[key])
         start_episode = saved["episode"] + 1
 
@@ -143,7 +143,7 @@ def meta_train(
             "net": net.state_dict(), "meta_opt": meta_opt.state_dict(), "best_net": result.net.state_dict(),
             **{key: getattr(result, key) for key in ("best_episode", "best_validation", "episode_losses",
                                                       "validation", "bad_truncations", "seconds",
-                                                      "optimizee_steps")},
+                                                      "optimisee_steps")},
         })
 
     end = config.episodes if stop_after is None else min(config.episodes, start_episode + stop_after)
@@ -168,7 +168,7 @@ def meta_train(
                     raise DivergenceError(
                         f"meta-loss not finite {len(result.bad_truncations)} times; last at episode {episode}, "
                         f"steps {first + 1}-{first + config.unroll}; where: {result.bad_truncations}")
-                break  # skip the update and the rest of this episode: its optimizees blew up
+                break  # skip the update and the rest of this episode: its optimisees blew up
             meta_opt.zero_grad(set_to_none=True)
             meta_loss.backward()
             if config.clip_grad is not None:
@@ -178,7 +178,7 @@ def meta_train(
             theta = theta.detach()  # the truncation: values carry on, gradients stop here
             state = detach_state(state)
         result.episode_losses.append(total / (config.episode_length // config.unroll))
-        result.optimizee_steps += B * config.episode_length
+        result.optimisee_steps += B * config.episode_length
         result.seconds += time.perf_counter() - started
         if (episode + 1) % config.validate_every == 0 or episode == config.episodes - 1:
             value = validation_loss(net, validation_problems, config.episode_length)

@@ -1,4 +1,4 @@
-"""Gradient preprocessing for coordinatewise learned optimizers (Andrychowicz et al. 2016, appendix A).
+"""Gradient preprocessing for coordinatewise learned optimisers (Andrychowicz et al. 2016, appendix A).
 
 Gradients span many orders of magnitude, which an LSTM's squashing gates handle badly. Each
 coordinate ∇ becomes two numbers:

@@ -1,13 +1,13 @@
-"""Optimizee problems for learned optimizers, many instances at once.
+"""Optimisee problems for learned optimisers, many instances at once.
 
 An *instance set* holds B problems of one family with flat parameters ``θ: [B, P]``. It gives
 
 * ``init()``: the starting parameters ``[B, P]`` (fixed per instance, so runs are paired);
 * ``loss(θ, step)``: the loss per instance ``[B]``, differentiable in θ (the meta-loss path);
-* ``loss_and_grad(θ, step)``: loss and gradient ``[B, P]`` with no graph (the optimizer's input).
+* ``loss_and_grad(θ, step)``: loss and gradient ``[B, P]`` with no graph (the optimiser's input).
 
 ``step`` picks the minibatch for stochastic problems: step t of instance b always sees the same
-images, whichever optimizer runs, so every comparison is paired.
+images, whichever optimiser runs, so every comparison is paired.
 
 Families (Andrychowicz et al. 2016): random quadratics f(θ) = ‖Wθ − y‖² with W 10×10 and y drawn
 Gaussian (the paper) or U[0, 1) (the released code); and an MNIST MLP (784 → 20 sigmoid → 10,
@@ -85,11 +85,11 @@ class Quadratics:
 
 @dataclass(frozen=True)
 class MNISTNets:
-    """B MLP optimizees on MNIST images; instance b at step t trains on its own minibatch t.
+    """B MLP optimisees on MNIST images; instance b at step t trains on its own minibatch t.
 
     ``images`` is the image set the minibatches come from (meta-training, validation and test
     instances use different splits); ``seed`` fixes every instance's initialisation and its
-    minibatch sequence, so two optimizers run on the same instances see the same data.
+    minibatch sequence, so two optimisers run on the same instances see the same data.
     The second-order chapter's MNIST problem
     (:func:`backprop2lib.experiments.second_order.mnist_problem`) draws from the same
     :class:`~backprop2lib.data.mnist.Minibatches` with the same loss, but is a different problem:

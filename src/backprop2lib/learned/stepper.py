@@ -1,6 +1,6 @@
-"""A trained :class:`~backprop2lib.learned.optimizer.CoordinatewiseOptimizer` behind the stepper
+"""A trained :class:`~backprop2lib.learned.optimiser.CoordinatewiseOptimiser` behind the stepper
 protocol of :mod:`backprop2lib.optim.steppers`, so :func:`backprop2lib.optim.run` runs learned and
-hand-designed optimizers alike."""
+hand-designed optimisers alike."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from ..optim.steppers import check_pair
-from .optimizer import CoordinatewiseOptimizer
+from .optimiser import CoordinatewiseOptimiser
 
 
 @dataclass(frozen=True)
@@ -21,18 +21,18 @@ class LearnedStepper:
     instance. ``name`` defaults to the cell, upper-case ("LSTM" or "GRU").
     """
 
-    net: CoordinatewiseOptimizer
+    net: CoordinatewiseOptimiser
     name: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.net, CoordinatewiseOptimizer):
-            raise ValueError(f"net: expected a CoordinatewiseOptimizer, got {type(self.net).__name__}")
+        if not isinstance(self.net, CoordinatewiseOptimiser):
+            raise ValueError(f"net: expected a CoordinatewiseOptimiser, got {type(self.net).__name__}")
         if self.name is None:
             object.__setattr__(self, "name", self.net.config.cell.upper())
 
     @property
     def lr(self) -> None:
-        """A learned optimizer has no learning rate to tune."""
+        """A learned optimiser has no learning rate to tune."""
         return None
 
     def _param(self) -> torch.Tensor:

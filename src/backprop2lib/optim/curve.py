@@ -1,7 +1,7 @@
 """One record of a batched run: the loss of every row at the recorded steps, and where rows diverged.
 
 Every chapter's run produces a :class:`Curve`: a training run from T initialisations (chapter 4),
-an optimizer on B optimizee instances (chapter 6), T held-out tasks adapting for a few steps
+an optimiser on B optimisee instances (chapter 6), T held-out tasks adapting for a few steps
 (chapter 1). Rows are independent: a row that diverged is *counted*, never averaged in.
 """
 
@@ -76,7 +76,7 @@ class Curve:
     def n_rows(self) -> int:
         return self.losses.shape[1]
 
-    n_instances = n_rows  # the learned-optimizer chapter's word for a row
+    n_instances = n_rows  # the learned-optimiser chapter's word for a row
 
     @property
     def diverged(self) -> np.ndarray:

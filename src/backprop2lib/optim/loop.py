@@ -1,6 +1,6 @@
 """One loop that runs any stepper on any batched problem and records a :class:`~.curve.Curve`.
 
-A *problem* holds B independent rows (optimizee instances, models from different seeds, tasks)
+A *problem* holds B independent rows (optimisee instances, models from different seeds, tasks)
 with flat parameters ``θ: [B, P]``:
 
 * ``init() -> θ₀ [B, P]``;
@@ -113,7 +113,7 @@ def run(stepper, problem, n_steps: int, *, record_every: int = 1, diverged_above
                         seconds.append(elapsed)
                 break
             started = time.perf_counter()
-            grad = grad.masked_fill(diverged[:, None], 0.0)  # keep NaNs out of the optimizer state
+            grad = grad.masked_fill(diverged[:, None], 0.0)  # keep NaNs out of the optimiser state
             stepped = stepper.step(theta, grad, state, loss) if needs_problem else stepper.step(theta, grad, state)
             # a row whose step is not finite keeps its last finite θ and is flagged at t + 1
             blown_up = ~diverged & ~torch.isfinite(stepped).all(dim=1)

@@ -5,7 +5,7 @@ Every stepper follows one protocol (as learned_optimization and optax do), with 
 * ``init(theta) -> state``: a fresh state dict for parameters ``theta: [B, P]``;
 * ``step(theta, grad, state) -> theta'``: one update of every row; ``state`` is updated in place.
 
-A row is whatever the caller batches: optimizee instances (chapter 6), models trained from
+A row is whatever the caller batches: optimisee instances (chapter 6), models trained from
 different initialisations (chapter 4) or tasks adapting in an inner loop (chapter 3). The update
 formulas are exactly those of ``torch.optim`` (no weight decay), so a batched run equals B
 separate ``torch.optim`` runs. Steppers that need more than the gradient (a line search, block

@@ -211,12 +211,12 @@ class SmallMLP(_Baseline):
         self._seen = torch.zeros(N_CLASSES, dtype=torch.bool, device=self.device)
         self._seen[torch.as_tensor(self.classes_, device=self.device)] = True
         x, y = x.to(self.device, torch.float32), y.to(self.device)
-        optimizer = torch.optim.Adam(self.params_, lr=self.lr, weight_decay=self.weight_decay)
+        optimiser = torch.optim.Adam(self.params_, lr=self.lr, weight_decay=self.weight_decay)
         with torch.enable_grad():
             for _ in range(self.steps):
-                optimizer.zero_grad(set_to_none=True)
+                optimiser.zero_grad(set_to_none=True)
                 torch.nn.functional.cross_entropy(self._logits(x), y).backward()
-                optimizer.step()
+                optimiser.step()
         self.params_ = tuple(p.detach() for p in self.params_)
 
     @torch.no_grad()

@@ -1,13 +1,13 @@
-"""The coordinatewise learned optimizer of Andrychowicz et al. (2016), with a GRU variant.
+"""The coordinatewise learned optimiser of Andrychowicz et al. (2016), with a GRU variant.
 
 A small recurrent network with 20 units per layer and two layers is shared by *every*
-coordinate of every optimizee. Each coordinate keeps its own hidden (and cell) state, and a
+coordinate of every optimisee. Each coordinate keeps its own hidden (and cell) state, and a
 linear head turns the top layer's output into that coordinate's update, θ ← θ + update.
 
-Here all coordinates of all optimizees are flattened into one batch axis, so each step is one
+Here all coordinates of all optimisees are flattened into one batch axis, so each step is one
 ``LSTMCell`` (or ``GRUCell``) call per layer, however many parameter tensors there are. Ports
 that loop over parameter tensors pay one call per tensor, and that loop is where hidden-state rows
-of different tensors have ended up overwriting each other. ``benchmarks/learned_optimizer_speed.py``
+of different tensors have ended up overwriting each other. ``benchmarks/learned_optimiser_speed.py``
 measures the two. On a 2-core CPU with the MNIST MLP they run at the same speed (ratio 0.9 to 1.1):
 one weight matrix holds 98.5% of the coordinates, and the cell's arithmetic dominates. Flattening
 is kept because it is simpler and cannot mix up states, not because it is faster there.
@@ -28,7 +28,7 @@ State = tuple[torch.Tensor, ...]
 
 
 @dataclass(frozen=True)
-class LearnedOptimizerConfig:
+class LearnedOptimiserConfig:
     """``preprocess``: p of the log/sign preprocessing, or None to feed the raw gradient."""
 
     cell: str = "lstm"
@@ -51,10 +51,10 @@ class LearnedOptimizerConfig:
             raise ValueError(f"output_scale: expected a positive number, got {self.output_scale!r}")
 
 
-class CoordinatewiseOptimizer(nn.Module):
-    """φ: the learned optimizer. ``forward(grad [B, P], state) -> (update [B, P], state)``."""
+class CoordinatewiseOptimiser(nn.Module):
+    """φ: the learned optimiser. ``forward(grad [B, P], state) -> (update [B, P], state)``."""
 
-    def __init__(self, config: LearnedOptimizerConfig = LearnedOptimizerConfig(), *, seed: int = 0):
+    def __init__(self, config: LearnedOptimiserConfig = LearnedOptimiserConfig(), *, seed: int = 0):
         super().__init__()
         self.config = config
         g = torch.Generator().manual_seed(int(seed))
@@ -117,7 +117,7 @@ def _lstm_layers(cells: nn.ModuleList, x: torch.Tensor, state: State) -> tuple[t
 
     The same arithmetic as calling each ``nn.LSTMCell`` in turn, with the cells' own parameters,
     but PyTorch's multi-layer kernel: on 2 CPU cores about 1.8x faster at 16k coordinates, where
-    the cell is nearly all of the cost of a learned-optimizer step, and about 2x slower for a few
+    the cell is nearly all of the cost of a learned-optimiser step, and about 2x slower for a few
     hundred coordinates (its fixed cost per call), hence ``LSTM_KERNEL_MIN_ROWS``. Meta-training keeps the
     cell-by-cell path, which is as fast with gradients on (tested equal to it).
     """

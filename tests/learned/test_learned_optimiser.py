@@ -1,4 +1,4 @@
-"""The coordinatewise learned optimizer: preprocessing, flattening, truncation, training, resuming."""
+"""The coordinatewise learned optimiser: preprocessing, flattening, truncation, training, resuming."""
 
 import math
 
@@ -9,7 +9,7 @@ import torch
 from backprop2lib.data.mnist import bundled_split
 from backprop2lib.learned.meta_train import (MetaTrainConfig, meta_train, unrolled_losses,
                                              validation_loss)
-from backprop2lib.learned.optimizer import CoordinatewiseOptimizer, LearnedOptimizerConfig, detach_state
+from backprop2lib.learned.optimiser import CoordinatewiseOptimiser, LearnedOptimiserConfig, detach_state
 from backprop2lib.learned.preprocess import preprocess_gradients
 from backprop2lib.learned.problems import MNISTNets, Quadratics
 from backprop2lib.optim.errors import DivergenceError
@@ -46,7 +46,7 @@ def test_preprocessing_has_finite_gradients_at_zero():
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("preprocess", [None, 10.0])
 def test_flattened_update_equals_one_coordinate_at_a_time(cell, preprocess):
-    net = CoordinatewiseOptimizer(LearnedOptimizerConfig(cell=cell, preprocess=preprocess), seed=3).double()
+    net = CoordinatewiseOptimiser(LearnedOptimiserConfig(cell=cell, preprocess=preprocess), seed=3).double()
     g = torch.Generator().manual_seed(0)
     B, P = 3, 5
     state = net.initial_state(B, P, dtype=D)
@@ -67,11 +67,11 @@ def test_flattened_update_equals_one_coordinate_at_a_time(cell, preprocess):
 
 @pytest.mark.parametrize("grad_enabled", [True, False])
 def test_lstm_step_equals_nn_lstmcell_with_and_without_gradients(grad_enabled, monkeypatch):
-    import backprop2lib.learned.optimizer as optimizer_module
+    import backprop2lib.learned.optimiser as optimiser_module
 
-    monkeypatch.setattr(optimizer_module, "LSTM_KERNEL_MIN_ROWS", 1)  # the multi-layer kernel even for 14 rows
-    # without gradients the optimizer runs all LSTM layers in one torch.lstm call; nn.LSTMCell is the reference
-    net = CoordinatewiseOptimizer(LearnedOptimizerConfig(cell="lstm", preprocess=10.0), seed=5).double()
+    monkeypatch.setattr(optimiser_module, "LSTM_KERNEL_MIN_ROWS", 1)  # the multi-layer kernel even for 14 rows
+    # without gradients the optimiser runs all LSTM layers in one torch.lstm call; nn.LSTMCell is the reference
+    net = CoordinatewiseOptimiser(LearnedOptimiserConfig(cell="lstm", preprocess=10.0), seed=5).double()
     g = torch.Generator().manual_seed(1)
     grad = torch.randn(2, 7, generator=g, dtype=D) * 1e-3
     state = tuple(torch.randn(14, 20, generator=g, dtype=D) * 0.5 for _ in range(4))
@@ -100,27 +100,27 @@ def test_lstm_step_equals_nn_lstmcell_with_and_without_gradients(grad_enabled, m
 
 
 def test_initialisation_forget_bias_small_head_and_seed():
-    net = CoordinatewiseOptimizer(LearnedOptimizerConfig(), seed=1)
+    net = CoordinatewiseOptimiser(LearnedOptimiserConfig(), seed=1)
     h = net.config.hidden
     for c in net.cells:
         assert torch.all(c.bias_ih[h:2 * h] + c.bias_hh[h:2 * h] == 1.0)
     assert float(net.head.weight.detach().abs().max()) <= net.config.init_scale / math.sqrt(h) + 1e-9
     assert float(net.head.bias.detach().abs().max()) == 0.0
-    other = CoordinatewiseOptimizer(LearnedOptimizerConfig(), seed=1)
+    other = CoordinatewiseOptimiser(LearnedOptimiserConfig(), seed=1)
     assert all(torch.equal(a, b) for a, b in zip(net.parameters(), other.parameters()))
-    assert not torch.equal(net.cells[0].weight_ih, CoordinatewiseOptimizer(seed=2).cells[0].weight_ih)
+    assert not torch.equal(net.cells[0].weight_ih, CoordinatewiseOptimiser(seed=2).cells[0].weight_ih)
 
 
 def test_bad_configuration_and_shapes_are_named():
     with pytest.raises(ValueError, match="cell"):
-        LearnedOptimizerConfig(cell="lmu")
+        LearnedOptimiserConfig(cell="lmu")
     with pytest.raises(ValueError, match="hidden"):
-        LearnedOptimizerConfig(hidden=0)
+        LearnedOptimiserConfig(hidden=0)
     with pytest.raises(ValueError, match="preprocess"):
-        LearnedOptimizerConfig(preprocess=-1.0)
+        LearnedOptimiserConfig(preprocess=-1.0)
     with pytest.raises(ValueError, match="output_scale"):
-        LearnedOptimizerConfig(output_scale=0.0)
-    net = CoordinatewiseOptimizer()
+        LearnedOptimiserConfig(output_scale=0.0)
+    net = CoordinatewiseOptimiser()
     with pytest.raises(ValueError, match="grad"):
         net(torch.zeros(5), net.initial_state(1, 5))
     with pytest.raises(ValueError, match="state"):
@@ -189,7 +189,7 @@ def test_mnist_nets_make_the_draws_and_losses_of_the_code_before_sharing():
 
 # ----------------------------------------------------------------------------- meta-training
 def _quadratic_setup(episodes=4, **kw):
-    net = CoordinatewiseOptimizer(LearnedOptimizerConfig(preprocess=None, output_scale=1.0), seed=0)
+    net = CoordinatewiseOptimiser(LearnedOptimiserConfig(preprocess=None, output_scale=1.0), seed=0)
     config = MetaTrainConfig(episodes=episodes, episode_length=20, unroll=5, meta_lr=3e-3, validate_every=2,
                              checkpoint_every=1, **kw)
     return net, config, (lambda e: Quadratics.sample(16, dim=5, seed=e)), Quadratics.sample(8, dim=5, seed=999)
@@ -198,7 +198,7 @@ def _quadratic_setup(episodes=4, **kw):
 def test_truncation_detaches_no_gradient_leaks_across_truncations():
     # the meta-gradient of the second truncation's loss must equal the one computed from the
     # detached carried-over values alone: a leak would add terms through the first truncation
-    net = CoordinatewiseOptimizer(LearnedOptimizerConfig(preprocess=None, output_scale=1.0), seed=0).double()
+    net = CoordinatewiseOptimiser(LearnedOptimiserConfig(preprocess=None, output_scale=1.0), seed=0).double()
     q = Quadratics.sample(3, dim=4, seed=0, dtype=D)
     theta = q.init()
     state = net.initial_state(3, 4, dtype=D)
@@ -226,7 +226,7 @@ def test_truncation_detaches_no_gradient_leaks_across_truncations():
     assert any(not torch.allclose(a, c) for a, c in zip(carried, leaky) if a is not None)
 
 
-def test_meta_training_on_quadratics_beats_the_untrained_optimizer():
+def test_meta_training_on_quadratics_beats_the_untrained_optimiser():
     net, config, sample, validation = _quadratic_setup(episodes=30)
     before = validation_loss(net, validation, 20)
     result = meta_train(net, sample, validation, config, progress=False)
@@ -261,7 +261,7 @@ def test_resuming_from_a_checkpoint_gives_the_same_numbers(tmp_path):
 
 
 def test_a_diverging_meta_loss_is_skipped_counted_and_then_reported():
-    net = CoordinatewiseOptimizer(LearnedOptimizerConfig(preprocess=None, output_scale=1e6), seed=0)
+    net = CoordinatewiseOptimiser(LearnedOptimiserConfig(preprocess=None, output_scale=1e6), seed=0)
     with torch.no_grad():
         net.head.bias.fill_(1e30)  # every update overflows the quadratic
     config = MetaTrainConfig(episodes=3, episode_length=10, unroll=5, validate_every=3, max_bad_truncations=1)
@@ -281,7 +281,7 @@ def test_chunked_evaluation_equals_the_whole_set():
     part = nets.chunk(2, 4)
     assert torch.equal(part.init(), nets.init()[2:4])
     assert torch.equal(part.batch(3)[1], nets.batch(3)[1][2:4])
-    lstm = LearnedStepper(CoordinatewiseOptimizer(seed=1).double())
+    lstm = LearnedStepper(CoordinatewiseOptimiser(seed=1).double())
     for stepper in (lstm, Adam(0.01)):
         whole = run(stepper, nets, 6)
         chunked = run(stepper, nets, 6, chunk_size=2)

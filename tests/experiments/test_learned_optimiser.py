@@ -1,10 +1,10 @@
-"""The learned-optimizer chapter's driver: families draw disjoint instances, tables and verdicts."""
+"""The learned-optimiser chapter's driver: families draw disjoint instances, tables and verdicts."""
 
 import numpy as np
 import pytest
 import torch
 
-from backprop2lib.experiments.learned_optimizer import (adam_steps_to_match, comparison, mnist_family,
+from backprop2lib.experiments.learned_optimiser import (adam_steps_to_match, comparison, mnist_family,
                                                         quadratic_family, results_rows, verdict)
 from backprop2lib.optim import Curve
 from backprop2lib.stats import compare

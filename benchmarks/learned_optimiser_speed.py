@@ -1,11 +1,11 @@
-"""Benchmark: optimizee steps per second during meta-training of the coordinatewise learned optimizer
+"""Benchmark: optimisee steps per second during meta-training of the coordinatewise learned optimiser
 (Andrychowicz et al. 2016) on MNIST, the library's flattened implementation against a
 per-parameter-tensor loop.
 
 Problem: ``MNISTNets.sample(B, bundled_split(seed=0).train)``: B MLPs 784 → 20 sigmoid → 10,
-cross-entropy, minibatches of 128, P = 15,910 coordinates each. Optimizer: ``CoordinatewiseOptimizer``
+cross-entropy, minibatches of 128, P = 15,910 coordinates each. Optimiser: ``CoordinatewiseOptimiser``
 (2-layer LSTM, 20 units, preprocessing p = 10, output scale 0.1); meta-optimiser Adam 1e-3.
-One truncation = 20 optimizee steps, each
+One truncation = 20 optimisee steps, each
 
     grad = problems.loss_and_grad(θ.detach(), t)          (no graph: ∇ is an input)
     update, state = net(grad, state); θ = θ + update
@@ -13,7 +13,7 @@ One truncation = 20 optimizee steps, each
 
 then meta_loss.backward(), the Adam step on φ, and θ and the state detached. Implementations:
 
-  flattened   the library: every coordinate of every optimizee in one batch axis, [B·P] rows,
+  flattened   the library: every coordinate of every optimisee in one batch axis, [B·P] rows,
               one LSTMCell call per layer per step
   per-tensor  how popular ports do it: the same weights (state dict copied), θ kept as the list
               (W1, b1, W2, b2), each tensor with its own gradient slice, its own hidden state and
@@ -23,14 +23,14 @@ Before timing, both run 3 steps in float64 on a tiny batch from the same start a
 same updates (max |diff| < 1e-10) and the same meta-gradient, or the script stops. At each B the
 implementations (and, at the second B, the flattened GRU) are built side by side and timed in turn,
 one truncation each per pass, so the machine's drifts hit them alike; seconds per truncation is the
-median over passes (``backprop2lib.timing.time_per_call``), optimizee steps/s = B × 20 ÷ it.
+median over passes (``backprop2lib.timing.time_per_call``), optimisee steps/s = B × 20 ÷ it.
 
-    python benchmarks/learned_optimizer_speed.py                  # full run, 2 threads (~4 minutes on 2 cores)
-    python benchmarks/learned_optimizer_speed.py --threads 1
-    python benchmarks/learned_optimizer_speed.py --quick          # ~10 s sanity run, no results file
-    python benchmarks/learned_optimizer_speed.py --device cuda
+    python benchmarks/learned_optimiser_speed.py                  # full run, 2 threads (~4 minutes on 2 cores)
+    python benchmarks/learned_optimiser_speed.py --threads 1
+    python benchmarks/learned_optimiser_speed.py --quick          # ~10 s sanity run, no results file
+    python benchmarks/learned_optimiser_speed.py --device cuda
 
-Writes the table to stdout and to benchmarks/results/learned_optimizer_speed_<device>_<threads>t.md.
+Writes the table to stdout and to benchmarks/results/learned_optimiser_speed_<device>_<threads>t.md.
 This is a benchmark, not a test: it asserts the two implementations agree, nothing about speed.
 """
 
@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from backprop2lib.data.mnist import bundled_split
-from backprop2lib.learned.optimizer import CoordinatewiseOptimizer, LearnedOptimizerConfig, detach_state
+from backprop2lib.learned.optimiser import CoordinatewiseOptimiser, LearnedOptimiserConfig, detach_state
 from backprop2lib.learned.preprocess import preprocess_gradients
 from backprop2lib.learned.problems import MNISTNets
 from backprop2lib.models.mlp import MLP
@@ -62,8 +62,8 @@ from common import (NOISY, device_description, fmt_s, noisy_note, publish, relea
                     status_kib)
 
 
-UNROLL = 20  # optimizee steps per truncation
-EPISODE = 100  # optimizee steps before θ and the state are reset
+UNROLL = 20  # optimisee steps per truncation
+EPISODE = 100  # optimisee steps before θ and the state are reset
 META_LR = 1e-3
 BATCH = 128
 SEED_NET, SEED_PROBLEM = 0, 0
@@ -72,7 +72,7 @@ BIG_B = 128  # measured only if predicted to fit
 BIG_LIMIT_S = 60.0  # ... in this many seconds for both implementations
 WARMUP_MAX = 4  # untimed truncations per measurement, at most
 IMPLS = ("flattened", "per-tensor")
-P = MLP((784, 20, 10), activation="sigmoid").n_params  # 15,910 coordinates per optimizee
+P = MLP((784, 20, 10), activation="sigmoid").n_params  # 15,910 coordinates per optimisee
 
 
 # --------------------------------------------------------------------------- memory
@@ -125,7 +125,7 @@ def _available_gib(device: torch.device) -> float | None:
 
 # ------------------------------------------------------------------ implementations
 class Truncations:
-    """One truncation of meta-training, the same for both implementations: ``steps`` optimizee
+    """One truncation of meta-training, the same for both implementations: ``steps`` optimisee
     steps, backward through them, the Adam step on φ, then θ and the state detached."""
 
     def truncation(self, steps: int) -> float:
@@ -146,7 +146,7 @@ class Flattened(Truncations):
 
     name = "flattened"
 
-    def __init__(self, net: CoordinatewiseOptimizer, problems: MNISTNets):
+    def __init__(self, net: CoordinatewiseOptimiser, problems: MNISTNets):
         self.net, self.problems = net, problems
         self.meta_opt = torch.optim.Adam(net.parameters(), lr=META_LR)
         self.reset()
@@ -158,7 +158,7 @@ class Flattened(Truncations):
         self.t = 0
 
     def step(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizee step: (update [B, P], loss at the new θ [B])."""
+        """One optimisee step: (update [B, P], loss at the new θ [B])."""
         _, grad = self.problems.loss_and_grad(self.theta.detach(), self.t)
         update, self.state = self.net(grad, self.state)
         self.theta = self.theta + update
@@ -174,11 +174,11 @@ class PerTensor(Truncations):
 
     name = "per-tensor"
 
-    def __init__(self, net: CoordinatewiseOptimizer, problems: MNISTNets):
+    def __init__(self, net: CoordinatewiseOptimiser, problems: MNISTNets):
         if net.config.cell != "lstm":
             raise ValueError("the per-tensor loop is written for the LSTM")
         self.config = net.config
-        self.net = CoordinatewiseOptimizer(net.config)  # same architecture, weights copied below
+        self.net = CoordinatewiseOptimiser(net.config)  # same architecture, weights copied below
         self.net.load_state_dict(net.state_dict())
         self.net.to(device=next(net.parameters()).device, dtype=next(net.parameters()).dtype)
         self.problems = problems
@@ -234,8 +234,8 @@ def make_problems(n: int, data, device: torch.device, dtype=torch.float32, batch
     return MNISTNets.sample(n, data, batch_size=batch_size, seed=SEED_PROBLEM, device=device, dtype=dtype)
 
 
-def make_net(cell: str, device: torch.device, dtype=torch.float32) -> CoordinatewiseOptimizer:
-    net = CoordinatewiseOptimizer(LearnedOptimizerConfig(cell=cell), seed=SEED_NET)
+def make_net(cell: str, device: torch.device, dtype=torch.float32) -> CoordinatewiseOptimiser:
+    net = CoordinatewiseOptimiser(LearnedOptimiserConfig(cell=cell), seed=SEED_NET)
     return net.to(device=device, dtype=dtype)
 
 
@@ -257,13 +257,13 @@ def check_correctness(data, device: torch.device) -> str:
     dg = max(float((x - y).abs().max()) for x, y in zip(ga, gb))
     scale_u = float(ua.detach().abs().max())
     ok = du < CHECK_TOL and dg < CHECK_TOL and dl < CHECK_TOL
-    line = (f"float64, B = {CHECK_B} optimizees, minibatch {CHECK_BATCH}, {CHECK_STEPS} steps from the same θ₀ and "
+    line = (f"float64, B = {CHECK_B} optimisees, minibatch {CHECK_BATCH}, {CHECK_STEPS} steps from the same θ₀ and "
             f"weights: flattened and per-tensor updates max |diff| {du:.1e} (max |update| {scale_u:.1e}), "
             f"losses {dl:.1e}, meta-gradient (backward of the summed loss) {dg:.1e}; all < {CHECK_TOL:g}: "
             f"{'yes' if ok else 'no'}")
     print(line, flush=True)
     if not ok:
-        sys.exit("FAILED: the per-tensor loop does not compute the flattened optimizer's updates, "
+        sys.exit("FAILED: the per-tensor loop does not compute the flattened optimiser's updates, "
                  "so the timings would not compare the same computation")
     return line
 
@@ -331,23 +331,23 @@ def fmt_rounds(m: dict) -> str:
 # -------------------------------------------------------------------------- reporting
 def header(args, device: torch.device, check: str, steps: int, total_s: float | None, load: tuple) -> str:
     dev = device_description(device)
-    cfg = LearnedOptimizerConfig()
+    cfg = LearnedOptimiserConfig()
     lines = [
-        "# Learned optimizer (Andrychowicz et al. 2016): optimizee steps per second during meta-training",
+        "# Learned optimiser (Andrychowicz et al. 2016): optimisee steps per second during meta-training",
         "",
         f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
         f"- torch {torch.__version__}, numpy {np.__version__}, Python {platform.python_version()}",
         f"- device: {dev}; torch threads: {args.threads}; load average at start {load[0]:.1f} / {load[1]:.1f} / "
         f"{load[2]:.1f} (1 / 5 / 15 min)",
         f"- problem: `MNISTNets.sample(B, bundled_split(seed=0).train, seed={SEED_PROBLEM})`: MLP 784-20-10 "
-        f"sigmoid, cross-entropy, minibatch {BATCH}, P = {P:,} per optimizee, float32, θ₀ ~ N(0, 0.01²)",
-        f"- optimizer: `CoordinatewiseOptimizer(LearnedOptimizerConfig(cell=...), seed={SEED_NET})`: {cfg.layers} "
+        f"sigmoid, cross-entropy, minibatch {BATCH}, P = {P:,} per optimisee, float32, θ₀ ~ N(0, 0.01²)",
+        f"- optimiser: `CoordinatewiseOptimiser(LearnedOptimiserConfig(cell=...), seed={SEED_NET})`: {cfg.layers} "
         f"layers × {cfg.hidden} units, preprocessing p = {cfg.preprocess:g}, output scale {cfg.output_scale:g}; "
         f"meta-optimiser Adam {META_LR:g}",
-        f"- one truncation: {steps} optimizee steps (grad from `loss_and_grad(θ.detach(), t)`, `net(grad, state)`, "
+        f"- one truncation: {steps} optimisee steps (grad from `loss_and_grad(θ.detach(), t)`, `net(grad, state)`, "
         f"θ + update, meta-loss += `loss(θ, t+1).mean()`), then backward, the Adam step on φ and the detach of θ "
         f"and the state; θ and the state reset every {EPISODE} steps",
-        "- flattened: the library, every coordinate of every optimizee in one batch axis (one cell call per layer "
+        "- flattened: the library, every coordinate of every optimisee in one batch axis (one cell call per layer "
         "per step); per-tensor: a port's loop over (W1, b1, W2, b2), each with its own gradient slice, state and "
         "cell calls (4× the calls), same weights (state dict copied), same gradient function (θ concatenated for "
         "`loss_and_grad`, then sliced) and the meta-loss from the tensors directly",
@@ -357,7 +357,7 @@ def header(args, device: torch.device, check: str, steps: int, total_s: float | 
         f"untimed passes first (1 to {WARMUP_MAX}: more while a truncation is cheap and still getting faster; the "
         f"notes list them), then as many timed passes as fit ~{args.budget:g} s per implementation (1 to 5); "
         f"2 untimed truncations of each implementation at B = 1 before everything"
-        f"{'; --quick' if args.quick else ''}; optimizee steps/s = B × {steps} ÷ seconds per truncation; "
+        f"{'; --quick' if args.quick else ''}; optimisee steps/s = B × {steps} ÷ seconds per truncation; "
         "ratio = flattened ÷ per-tensor steps/s (> 1: flattening pays)",
         "- peak memory: what each implementation's first truncation added at its peak: "
         + ("`torch.cuda.max_memory_allocated` over the allocation before" if device.type == "cuda" else
@@ -377,7 +377,7 @@ def header(args, device: torch.device, check: str, steps: int, total_s: float | 
 
 def table(rows: list[dict], skipped: str | None, gru: dict | None, steps: int) -> str:
     out = ["## LSTM: flattened (library) against per-tensor loop", "",
-           "| B optimizees | coordinates B·P | flattened steps/s | per-tensor steps/s | ratio | flattened s/truncation "
+           "| B optimisees | coordinates B·P | flattened steps/s | per-tensor steps/s | ratio | flattened s/truncation "
            "| per-tensor s/truncation | notes |",
            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for n in sorted({r["B"] for r in rows}):
@@ -410,7 +410,7 @@ def main(argv=None) -> int:
     p.add_argument("--budget", type=float, default=None, help="seconds of timing per implementation and B "
                    "(default 8, or 1 with --quick; a slower truncation is still timed once)")
     p.add_argument("--out", type=Path, default=None, help="Markdown results file "
-                   "(default benchmarks/results/learned_optimizer_speed_<device>_<threads>t.md; --quick: not written)")
+                   "(default benchmarks/results/learned_optimiser_speed_<device>_<threads>t.md; --quick: not written)")
     args = p.parse_args(argv)
     if args.threads < 1:
         p.error("--threads must be >= 1")
@@ -467,7 +467,7 @@ def main(argv=None) -> int:
             print(f"  B={BIG_B}: skipped ({skipped})", flush=True)
     total = time.perf_counter() - started
     report = header(args, device, check, steps, total, load) + "\n\n" + table(rows, skipped, gru, steps) + "\n"
-    publish(report, name="learned_optimizer_speed", out=args.out, quick=args.quick, device=device, threads=args.threads)
+    publish(report, name="learned_optimiser_speed", out=args.out, quick=args.quick, device=device, threads=args.threads)
     return 0
 
 

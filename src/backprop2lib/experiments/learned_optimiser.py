@@ -1,7 +1,7 @@
-"""The learned-optimizer chapter's experiments: instance sets, meta-training runs, tuned baselines, tables.
+"""The learned-optimiser chapter's experiments: instance sets, meta-training runs, tuned baselines, tables.
 
 Instances are drawn from seeds that never overlap: meta-training episodes use seeds 0, 1, 2, ...;
-validation instances use ``VALIDATION_SEED`` and test instances ``TEST_SEED``. MNIST optimizees
+validation instances use ``VALIDATION_SEED`` and test instances ``TEST_SEED``. MNIST optimisees
 train on images from different splits of the bundled subset: meta-training on the train split,
 validation on the validation split, test on the test split.
 """
@@ -17,7 +17,7 @@ import numpy as np
 from ..data.mnist import N_CLASSES, N_PIXELS, Split, bundled_split
 from ..learned.stepper import LearnedStepper
 from ..learned.meta_train import MetaTrainConfig, MetaTrainResult, meta_train
-from ..learned.optimizer import CoordinatewiseOptimizer, LearnedOptimizerConfig
+from ..learned.optimiser import CoordinatewiseOptimiser, LearnedOptimiserConfig
 from ..learned.problems import MNISTNets, Quadratics
 from ..optim import STEPPERS, Curve, LRChoice, run, tune_lr
 from ..stats import Comparison, compare
@@ -25,12 +25,12 @@ from ..stats import Comparison, compare
 VALIDATION_SEED = 1_000_000
 TEST_SEED = 2_000_000
 TUNING_SEED = 3_000_000
-EVALUATION_COORDINATES = 16_384  # coordinates a learned optimizer steps at once in evaluation
+EVALUATION_COORDINATES = 16_384  # coordinates a learned optimiser steps at once in evaluation
 
 
 @dataclass(frozen=True)
 class Family:
-    """How to draw instances of one optimizee family for meta-training, validation and test."""
+    """How to draw instances of one optimisee family for meta-training, validation and test."""
 
     name: str
     sample: Callable[[int, int, str], object]  # (n, seed, split name) -> instances
@@ -60,11 +60,11 @@ def mnist_family(*, hidden: tuple[int, ...] = (20,), activation: str = "sigmoid"
                                                                  seed=seed))
 
 
-def train_optimizer(family: Family, net_config: LearnedOptimizerConfig, config: MetaTrainConfig, *,
+def train_optimiser(family: Family, net_config: LearnedOptimiserConfig, config: MetaTrainConfig, *,
                     instances_per_episode: int, validation_instances: int, checkpoint: str | Path | None = None,
                     seed: int = 0) -> MetaTrainResult:
-    """Meta-train a fresh optimizer on ``family``; resumes from ``checkpoint`` if it exists."""
-    net = CoordinatewiseOptimizer(net_config, seed=seed)
+    """Meta-train a fresh optimiser on ``family``; resumes from ``checkpoint`` if it exists."""
+    net = CoordinatewiseOptimiser(net_config, seed=seed)
     return meta_train(net, family.train(instances_per_episode), family.validation(validation_instances), config,
                       checkpoint=checkpoint)
 
@@ -76,11 +76,11 @@ def tuned_baselines(family: Family, horizon: int, grid: Sequence[float], *, tuni
     return {name: tune_lr(lambda lr, cls=STEPPERS[name]: cls(lr), grid, problems, horizon) for name in names}
 
 
-def evaluate(family: Family, learned: Mapping[str, CoordinatewiseOptimizer], choices: Mapping[str, LRChoice],
+def evaluate(family: Family, learned: Mapping[str, CoordinatewiseOptimiser], choices: Mapping[str, LRChoice],
              n_instances: int, horizon: int) -> dict[str, Curve]:
-    """Paired runs on the same test instances (same initialisations and minibatches) for every optimizer."""
+    """Paired runs on the same test instances (same initialisations and minibatches) for every optimiser."""
     problems = family.test(n_instances)
-    # learned optimizers on about 16k coordinates at a time: the same numbers, several times faster
+    # learned optimisers on about 16k coordinates at a time: the same numbers, several times faster
     # on MNIST nets (one net's per-coordinate state stays in cache), and quadratics (10 coordinates
     # each) stay in one batch, where per-call overheads would dominate
     chunk = max(1, EVALUATION_COORDINATES // problems.init().shape[1])
@@ -126,6 +126,6 @@ def verdict(a: Curve, b: Curve, step: int) -> str:
 
 
 def adam_steps_to_match(curves: Mapping[str, Curve], learned: str, step: int) -> int | None:
-    """Steps tuned Adam needs to reach the learned optimizer's mean loss at ``step`` (None: never)."""
+    """Steps tuned Adam needs to reach the learned optimiser's mean loss at ``step`` (None: never)."""
     target = curves[learned].summary(step).mean
     return curves["Adam"].steps_to_reach(target)
