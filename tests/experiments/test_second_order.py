@@ -1,15 +1,71 @@
-"""The second-order chapter's MNIST problem: its draws and losses, written out as they were before
-it drew through data.mnist.Minibatches, and its use through the one loop."""
+"""Chapter 4's driver (experiments/second_order.py): its problems (the MNIST problem's draws and losses,
+written out as they were before it drew through data.mnist.Minibatches, and its use through the one
+loop), its settings per profile, each section at a tiny size against a direct call, a written-out
+reference or a known property, run(), and the claim checks."""
+
+import dataclasses
+import math
 
 import numpy as np
+import pytest
 import torch
 
+from backprop2lib import methods
 from backprop2lib.data.mnist import bundled_split
-from backprop2lib.experiments.second_order import mnist_problem
-from backprop2lib.optim import SGD, run
+from backprop2lib.experiments import second_order as ch4
+from backprop2lib.experiments.second_order import (Comparison, Cost, HessianCheck, Inflection, Results, Settings,
+                                                   Trajectories, final_summary, mnist_problem, plane_wave_problem)
+from backprop2lib.optim import SGD, Adam, run, tune_lr
+from backprop2lib.profiles import Profile
+from backprop2lib.second_order import BlockNewton, GradientDescentLineSearch
 from backprop2lib.second_order.hessian import loss_and_grad, mean_loss
 from backprop2lib.second_order.optimisers import MLPProblem
+from backprop2lib.second_order.toy import ToyMethod, double_well, saddle_well
 
+_LS = Settings.for_profile("smoke").line_search
+
+# every section at a size that runs in about a second
+TINY = dataclasses.replace(
+    Settings.for_profile("smoke"),
+    hessian_activations=("tanh", "relu"), hessian_networks=(("squared", (2, 4, 1)), ("cross_entropy", (3, 4, 3))),
+    hessian_block_size=3, hessian_points=6,
+    concave_grids=(("double well", (-1.2,), (1.2,), 41), ("saddle well", (-1.5, -1.5), (1.5, 1.5), 9),
+                   ("Himmelblau", (-5.0, -5.0), (5.0, 5.0), 9)),
+    toy_steps=4,
+    wave_models=2, wave_steps=4, wave_points=20, wave_hidden=4, wave_record_every=2,
+    gd_grid_wave=(0.03, 0.3), adam_grid=(0.01, 0.1),
+    wave_second_order=(BlockNewton(3), BlockNewton(7, line_search=_LS), BlockNewton(7, rule="newton", line_search=_LS),
+                       BlockNewton(None, rule="saddle_free", damping=1e-3, line_search=_LS)),
+    mnist_models=2, mnist_steps=3, mnist_record_every=2, mnist_hidden=3, mnist_batch_size=8, mnist_eval_images=20,
+    gd_grid_mnist=(0.3, 3.0), mnist_second_order=(BlockNewton(7), BlockNewton(7, line_search=_LS)),
+    cost_inputs=(4, 8), cost_inputs_full=(4, 6), cost_hidden=3, cost_points=8, cost_repeats=1, cost_rounds=1,
+    cost_repeats_full=1, cost_rounds_full=1,
+)
+
+CLAIMS = [
+    "Block Hessians equal the full Hessian's diagonal blocks (4 activations x 2 losses, float64, error < 1e-10)",
+    "With backprop2's guard, the |λ| step lowers f at every concave grid point where guarded Newton raises it "
+    "(all three test functions)",
+    "Without the guard, the |λ| step raises f at some concave points (near inflection points, as derived)",
+    "The cubic model predicts whether the unguarded |λ| step lowers f at >= 90% of the double well's concave points",
+    "Saddle well: guarded plain Newton converges to the saddle from every start, the |λ| rule to a minimum",
+    "Himmelblau: the |λ| rule ends below its start from every start, guarded plain Newton above",
+    "Cost per block-Newton step (b = 7) grows at most linearly in P (fitted exponent < 1.3)",
+    "A full-Hessian step costs more than 10x a b = 7 step at the largest P where both ran",
+    "Plane wave: with the line search, block Newton (b = 7) ends lower than GD with the same line search",
+    "Plane wave: with the line search, plain-Newton and |λ| blocks (b = 7) end within each other's 95% intervals",
+    "MNIST: tuned Adam ends lower than every block-Newton variant after the same number of steps",
+    "MNIST: at the wall time tuned Adam needs for all its steps, every block-Newton variant is still higher",
+    "The tuned learning rates of GD and Adam are inside their grids on both problems",
+]
+
+
+@pytest.fixture(scope="module")
+def results() -> Results:
+    return ch4.run(TINY)
+
+
+# ------------------------------------------------------------------------------------ the problems
 
 def test_mnist_problem_makes_the_old_draws_initialisations_and_losses():
     problem = mnist_problem(n_models=3, hidden=6, batch_size=16, n_eval=50, seed=2)
@@ -43,3 +99,268 @@ def test_seeded_mnist_problem_runs_in_the_one_loop_like_a_hand_written_loop():
         w = w - 0.5 * grad
         expected.append(problem.evaluate(w))
     np.testing.assert_array_equal(curve.losses, torch.stack(expected).double().numpy())
+
+
+def test_problem_runs_are_paired_and_block_newton_trains():
+    problem = plane_wave_problem(n_models=3, n_points=60, hidden=8)
+    gd = run(SGD(0.05, name="GD"), problem.seeded(0), 40)
+    newton = run(BlockNewton(7), problem.seeded(0), 40)
+    again = run(BlockNewton(7), problem.seeded(0), 40)
+    # paired: the same initialisations, so the same starting losses; another seed is other models
+    np.testing.assert_array_equal(gd.losses[0], newton.losses[0])
+    assert not np.array_equal(run(SGD(0.05), problem.seeded(1), 0).losses[0], gd.losses[0])
+    np.testing.assert_array_equal(newton.losses, again.losses)  # the seed also fixes the blocks
+    # both train every model (block Newton by more than half in 40 steps)
+    assert (gd.final < gd.losses[0]).all() and (newton.final < 0.5 * newton.losses[0]).all()
+    assert len(newton.info["newton_fraction"]) == 40
+    # tuning uses another seed's models and picks an interior rate on this problem
+    choice = tune_lr(lambda lr: SGD(lr, name="GD"), (1e-3, 0.03, 1.0, 30.0), problem.seeded(1000), 20)
+    assert choice.name == "GD" and not choice.at_edge and choice.scores[-1] == math.inf
+
+
+def test_final_summary_uses_student_t_over_the_models():
+    from scipy.stats import t
+
+    problem = plane_wave_problem(n_models=3, n_points=40, hidden=6)
+    curve = run(SGD(0.05), problem.seeded(0), 3)
+    s = final_summary(curve)
+    finals = curve.final
+    assert s.n == 3 and s.mean == pytest.approx(finals.mean(), rel=1e-12)
+    # three seeds: t(0.975, 2) = 4.30, more than twice the normal 1.96
+    assert s.ci95 == pytest.approx(t.ppf(0.975, 2) * finals.std(ddof=1) / math.sqrt(3), rel=1e-12)
+
+
+# ------------------------------------------------------------------------------------ settings
+
+def test_settings_per_profile():
+    smoke, paper, full = (Settings.for_profile(p) for p in ("smoke", "paper", "full"))
+    # the sizes the chapter's notebook used before it had a driver (its cfg dict)
+    assert (smoke.wave_models, smoke.wave_steps, smoke.mnist_models, smoke.mnist_steps, smoke.mnist_record_every,
+            smoke.cost_inputs) == (3, 40, 2, 20, 5, (16, 64, 256))
+    assert (paper.wave_models, paper.wave_steps, paper.mnist_models, paper.mnist_steps, paper.mnist_record_every,
+            paper.cost_inputs) == (10, 300, 5, 200, 10, (16, 64, 256, 1024, 4096))
+    assert full == paper  # no published scale beyond the chapter's own
+    assert Settings.for_profile(Profile("smoke")) == smoke
+    for s in (smoke, paper):
+        assert s.gd_grid_wave == (0.01, 0.03, 0.1, 0.3, 1.0) and s.gd_grid_mnist == (0.1, 0.3, 1.0, 3.0, 10.0)
+        assert s.adam_grid == (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
+        assert (s.tuning_seed, s.report_seed, s.cost_inputs_full) == (1000, 0, (16, 32, 64))
+        assert s.concave_grid("double well") == ((-1.2,), (1.2,), 401)
+    # the claims read these optimisers by name; every one has its own colour
+    wave = [o.name for o in smoke.wave_second_order]
+    assert wave == ["block Newton (backprop2, b=7)", "block Newton (backprop2, b=1) + line search",
+                    "block Newton (backprop2, b=7) + line search", "block Newton (backprop2, b=32) + line search",
+                    "block Newton (backprop2, full) + line search", "block Newton (newton, b=7) + line search",
+                    "block Newton (saddle_free, full) + line search"]
+    assert [o.name for o in smoke.mnist_second_order] == wave[:4]
+    assert len({methods.color(n) for n in wave}) == len(wave)
+    with pytest.raises(ValueError, match="unknown profile"):
+        Settings.for_profile("huge")
+    with pytest.raises(ValueError, match="no concave grid"):
+        smoke.concave_grid("Rosenbrock")
+
+
+def test_settings_for_no_profile_follows_the_environment(monkeypatch):
+    monkeypatch.setenv("BACKPROP2_PROFILE", "smoke")
+    assert Settings.for_profile(None) == Settings.for_profile("smoke")
+    monkeypatch.delenv("BACKPROP2_PROFILE")
+    assert Settings.for_profile(None) == Settings.for_profile("paper")
+
+
+# ------------------------------------------------------------------------------------ block Hessians
+
+def test_block_hessian_section_is_exact_and_catches_a_wrong_block(monkeypatch):
+    check = ch4.check_block_hessians(TINY)
+    assert [(c.activation, c.loss) for c in check.cases] == [
+        ("tanh", "squared"), ("tanh", "cross_entropy"), ("relu", "squared"), ("relu", "cross_entropy")]
+    assert check.max_error < 1e-10
+    table = ch4.hessian_table(check)
+    assert table.count("\n") == 1 + len(check.cases) and "| tanh | squared | 2-4-1 |" in table
+
+    exact = ch4.loss_grad_and_block_hessians
+
+    def one_wrong_entry(*args, **kwargs):
+        value, grad, blocks = exact(*args, **kwargs)
+        blocks = [h.clone() for h in blocks]
+        blocks[0][0, 0, 0, 0] += 1e-4  # model 0, its first block, one diagonal entry
+        return value, grad, blocks
+
+    monkeypatch.setattr(ch4, "loss_grad_and_block_hessians", one_wrong_entry)
+    wrong = ch4.check_block_hessians(TINY)
+    assert all(c.error == pytest.approx(1e-4, rel=1e-6) for c in wrong.cases)
+
+
+# ------------------------------------------------------------------------------------ the inflection-point argument
+
+def _double_well_reference(n: int):
+    """The double well's concave grid points and one step from each, written out in 1-D."""
+    x = np.linspace(-1.2, 1.2, n)
+    g, h = x ** 3 - x, 3 * x ** 2 - 1
+    keep = (h < 0) & (np.abs(g) > 1e-8)
+    x, g, h = x[keep], g[keep], h[keep]
+    f = lambda v: v ** 4 / 4 - v ** 2 / 2  # noqa: E731
+    unit = g ** 2 / np.abs(h)
+    down = -np.sign(g)
+    u = 6 * x * down * np.abs(g) / h ** 2  # the third derivative along the downhill direction
+
+    def step(rule: str, max_step: float):
+        lam = np.abs(h) if rule == "abs" else h
+        newton = max_step * np.abs(h) > np.abs(g)
+        return np.where(newton, x - g / lam, x - 0.1 * g)
+
+    return x, f, unit, u, step
+
+
+def test_inflection_section_matches_the_written_out_double_well():
+    inflection = ch4.inflection_argument(TINY)
+    x, f, unit, u, step = _double_well_reference(41)
+    assert inflection.n_points == len(x) > 10
+    np.testing.assert_allclose(inflection.u, u, rtol=1e-9)
+    np.testing.assert_allclose(inflection.change_abs, (f(step("abs", math.inf)) - f(x)) / unit, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(inflection.change_newton, (f(step("newton", math.inf)) - f(x)) / unit, rtol=1e-9,
+                               atol=1e-12)
+    assert inflection.cubic_accuracy == pytest.approx(np.mean((u < 9) == ((f(step("abs", math.inf)) - f(x)) < 0)))
+
+    lowers = {(rule, guard): f(step(rule, 1.0 if guard else math.inf)) < f(x)
+              for rule in ("abs", "newton") for guard in (False, True)}
+    dw = inflection.counts[0]
+    assert dw.function == "double well" and dw.n_points == len(x)
+    newton_up, newton_up_g = ~lowers["newton", False], ~lowers["newton", True]
+    assert dw.newton_raises == pytest.approx(newton_up.mean())
+    assert dw.abs_lowers_where_newton_raises == pytest.approx(lowers["abs", False][newton_up].mean())
+    assert dw.abs_lowers == pytest.approx(lowers["abs", False].mean())
+    assert dw.newton_raises_guarded == pytest.approx(newton_up_g.mean())
+    assert dw.abs_lowers_where_newton_raises_guarded == pytest.approx(lowers["abs", True][newton_up_g].mean())
+    assert dw.abs_lowers_guarded == pytest.approx(lowers["abs", True].mean())
+    assert dw.guarded_rescues == bool(lowers["abs", True][newton_up_g].all())
+    assert dw.unguarded_fails == int((~lowers["abs", False]).sum())
+    # every function: the counts agree with each other, and the table shows them as percentages
+    assert [c.function for c in inflection.counts] == ["double well", "saddle well", "Himmelblau"]
+    for c in inflection.counts:
+        assert c.unguarded_fails == round((1 - c.abs_lowers) * c.n_points)
+    table = ch4.concave_table(inflection)
+    assert f"| double well | {len(x)} | {newton_up.mean():.0%} |" in table
+    assert ch4.cubic_model_line(inflection).startswith(f"double well: {len(x)} concave points;")
+
+
+# ------------------------------------------------------------------------------------ toy trajectories
+
+def test_trajectory_section_follows_the_written_out_steps():
+    result = ch4.toy_trajectories(TINY)
+    assert list(result.paths) == ["saddle well", "Himmelblau"] and result.n_steps == 4
+    assert list(result.paths["saddle well"]) == ["GD", "Newton", "|λ| Newton", "saddle-free Newton"]
+    # GD on the saddle well, by hand: the gradient is (x³ − x, y)
+    x = torch.tensor([[0.15, 0.9], [-0.3, -1.1], [0.05, -0.4]], dtype=torch.float64)
+    start = x
+    for k in range(4):
+        x = x - 0.1 * torch.stack([x[:, 0] ** 3 - x[:, 0], x[:, 1]], -1)
+        torch.testing.assert_close(result.paths["saddle well"]["GD"][k + 1], x)
+    torch.testing.assert_close(result.final_points["saddle well"]["GD"], x)
+    torch.testing.assert_close(result.final_values["saddle well"]["GD"], saddle_well(x) - saddle_well(start))
+    # guarded plain Newton from (0.05, -0.4): inside the guard it is the exact Newton step, which on
+    # the saddle well jumps to y = 0 and moves x by −g/h
+    a = 0.05
+    assert result.paths["saddle well"]["Newton"][1, 2].tolist() == pytest.approx(
+        [a - (a ** 3 - a) / (3 * a ** 2 - 1), 0.0], abs=1e-12)
+    table = ch4.trajectory_table(result)
+    assert "mean f change after 4 steps" in table and table.count("\n") == 1 + 2 * 4
+
+
+# ------------------------------------------------------------------------------------ training networks
+
+def test_plane_wave_comparison_is_tune_lr_then_run_on_the_seeded_problem():
+    comparison = ch4.compare_on_plane_wave(TINY)
+    problem = plane_wave_problem(n_models=2, n_points=20, hidden=4)
+    tuning = problem.seeded(TINY.tuning_seed)
+    gd = tune_lr(lambda lr: SGD(lr, name="GD"), TINY.gd_grid_wave, tuning, TINY.wave_steps)
+    adam = tune_lr(Adam, TINY.adam_grid, tuning, TINY.wave_steps)
+    assert comparison.tuned == (gd, adam)
+    optimisers = [SGD(gd.best, name="GD"), GradientDescentLineSearch(_LS), Adam(adam.best), *TINY.wave_second_order]
+    assert list(comparison.curves) == [o.name for o in optimisers]
+    for opt in optimisers:
+        direct = run(opt, problem.seeded(0), TINY.wave_steps, record_every=2)
+        curve = comparison.curves[opt.name]
+        np.testing.assert_array_equal(curve.losses, direct.losses)
+        np.testing.assert_array_equal(curve.steps, [0, 2, 4])
+        assert curve.info == direct.info and curve.params is None
+    assert comparison.accuracy is None and comparison.problem.model.n_params == problem.model.n_params
+    table = ch4.training_table(comparison)
+    assert "test accuracy" not in table and table.count("\n") == 1 + len(optimisers)
+    assert "| GD + line search | " in table
+    assert "| tuned | grid | chosen | at grid edge |" in ch4.tuning_table(comparison)
+
+
+def test_mnist_comparison_keeps_parameters_and_measures_accuracy():
+    comparison = ch4.compare_on_mnist(TINY)
+    problem = mnist_problem(n_models=2, hidden=3, batch_size=8, n_eval=20)
+    adam = tune_lr(Adam, TINY.adam_grid, problem.seeded(TINY.tuning_seed), TINY.mnist_steps)
+    assert comparison.tuned[1] == adam
+    direct = run(Adam(adam.best), problem.seeded(0), TINY.mnist_steps, record_every=2, keep_params=True)
+    curve = comparison.curves["Adam"]
+    np.testing.assert_array_equal(curve.losses, direct.losses)
+    torch.testing.assert_close(curve.params, direct.params, rtol=0, atol=0)
+    assert list(comparison.accuracy) == list(comparison.curves)
+    np.testing.assert_array_equal(comparison.accuracy["Adam"], problem.accuracy(direct.params).numpy())
+    table = ch4.training_table(comparison)
+    assert "test accuracy (%)" in table and table.count("\n") == 1 + 5
+
+
+# ------------------------------------------------------------------------------------ cost per step
+
+def test_cost_section_times_the_networks_it_says():
+    cost = ch4.cost_per_step(TINY)
+    n_params = lambda d: (d + 1) * 3 + (3 + 1) * 10  # noqa: E731  d -> 3 -> 10
+    assert [p for p, _ in cost.block] == [n_params(4), n_params(8)]
+    assert [p for p, _ in cost.full] == [n_params(4), n_params(6)]
+    assert cost.block_size == 7 and cost.largest_shared == n_params(4)
+
+
+def test_cost_exponents_ratio_and_table():
+    cost = Cost(7, ((100, 1e-3), (400, 4e-3), (1600, 1.6e-2)), ((100, 0.1), (200, 0.4)))
+    assert cost.block_exponent == pytest.approx(1.0) and cost.full_exponent == pytest.approx(2.0)
+    assert cost.largest_shared == 100 and cost.full_over_block == pytest.approx(100.0)
+    table = ch4.cost_table(cost).splitlines()
+    assert table[0] == "| P | b = 7 (ms / step) | full Hessian (ms / step) |"
+    assert table[2:] == ["| 100 | 1.0 | 100 |", "| 200 | – | 400 |", "| 400 | 4.0 | – |", "| 1,600 | 16.0 | – |"]
+    assert ch4.cost_line(cost) == ("fitted exponent, b = 7: 1.00; full Hessian: 2.00; "
+                                   "full / b=7 at P = 100: 100x")
+
+
+# ------------------------------------------------------------------------------------ run and claims
+
+def test_run_returns_every_section(results):
+    assert [f.name for f in dataclasses.fields(Results)] == ["hessians", "inflection", "trajectories", "wave", "mnist",
+                                                              "cost"]
+    assert isinstance(results.hessians, HessianCheck) and len(results.hessians.cases) == 4
+    assert isinstance(results.inflection, Inflection) and len(results.inflection.counts) == 3
+    assert isinstance(results.trajectories, Trajectories) and results.trajectories.n_steps == TINY.toy_steps
+    assert isinstance(results.wave, Comparison) and len(results.wave.curves) == 3 + len(TINY.wave_second_order)
+    assert isinstance(results.mnist, Comparison) and len(results.mnist.curves) == 3 + len(TINY.mnist_second_order)
+    assert results.mnist.accuracy is not None and results.wave.accuracy is None
+    assert isinstance(results.cost, Cost) and len(results.cost.block) == 2 and len(results.cost.full) == 2
+    # the sections give the same numbers alone as inside run()
+    np.testing.assert_array_equal(ch4.inflection_argument(TINY).change_abs, results.inflection.change_abs)
+    np.testing.assert_array_equal(ch4.compare_on_plane_wave(TINY).curves["Adam"].losses,
+                                  results.wave.curves["Adam"].losses)
+
+
+def test_check_claims_prints_one_line_per_claim(results, capsys):
+    claims = ch4.check_claims(results)
+    lines = capsys.readouterr().out.splitlines()
+    assert [s for s, _ in claims.verdicts] == CLAIMS
+    wave, mnist = results.wave.problem.model.n_params, results.mnist.problem.model.n_params
+    assert lines[0] == (f"block-Hessian checks: 4; test functions: 3; plane wave parameters: {wave}; "
+                        f"MNIST parameters: {mnist}")
+    assert lines[1:] == [f"{s}: {v}" for s, v in claims.verdicts]
+    assert dict(claims.verdicts)[CLAIMS[0]] is True  # the tiny sizes check exact Hessians too
+
+
+def test_check_claims_raises_when_a_claim_fails(results, capsys):
+    wrong = dataclasses.replace(results, hessians=HessianCheck((dataclasses.replace(results.hessians.cases[0],
+                                                                                    error=1e-3),)))
+    claims = ch4.check_claims(wrong)
+    assert dict(claims.verdicts)[CLAIMS[0]] is False
+    with pytest.raises(AssertionError, match="Block Hessians equal"):
+        claims.assert_all()
+    assert [s for s, _ in claims.verdicts] == CLAIMS
+

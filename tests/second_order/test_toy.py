@@ -2,13 +2,9 @@
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from backprop2lib.experiments.second_order import final_summary, plane_wave_problem
-from backprop2lib.optim import SGD, run, tune_lr
-from backprop2lib.second_order import BlockNewton
 from backprop2lib.second_order.toy import (CUBIC_THRESHOLDS, ToyMethod, concave_points, cubic, cubic_outcomes,
                                            cubic_u, derivatives, double_well, himmelblau, saddle_well,
                                            toy_step, trajectories)
@@ -115,32 +111,3 @@ def test_plane_wave_is_seeded_and_checks_arguments():
         plane_wave(0)
     with pytest.raises(ValueError, match="noise"):
         plane_wave(5, noise=-1.0)
-
-
-def test_problem_runs_are_paired_and_block_newton_trains():
-    problem = plane_wave_problem(n_models=3, n_points=60, hidden=8)
-    gd = run(SGD(0.05, name="GD"), problem.seeded(0), 40)
-    newton = run(BlockNewton(7), problem.seeded(0), 40)
-    again = run(BlockNewton(7), problem.seeded(0), 40)
-    # paired: the same initialisations, so the same starting losses; another seed is other models
-    np.testing.assert_array_equal(gd.losses[0], newton.losses[0])
-    assert not np.array_equal(run(SGD(0.05), problem.seeded(1), 0).losses[0], gd.losses[0])
-    np.testing.assert_array_equal(newton.losses, again.losses)  # the seed also fixes the blocks
-    # both train every model (block Newton by more than half in 40 steps)
-    assert (gd.final < gd.losses[0]).all() and (newton.final < 0.5 * newton.losses[0]).all()
-    assert len(newton.info["newton_fraction"]) == 40
-    # tuning uses another seed's models and picks an interior rate on this problem
-    choice = tune_lr(lambda lr: SGD(lr, name="GD"), (1e-3, 0.03, 1.0, 30.0), problem.seeded(1000), 20)
-    assert choice.name == "GD" and not choice.at_edge and choice.scores[-1] == math.inf
-
-
-def test_final_summary_uses_student_t_over_the_models():
-    from scipy.stats import t
-
-    problem = plane_wave_problem(n_models=3, n_points=40, hidden=6)
-    curve = run(SGD(0.05), problem.seeded(0), 3)
-    s = final_summary(curve)
-    finals = curve.final
-    assert s.n == 3 and s.mean == pytest.approx(finals.mean(), rel=1e-12)
-    # three seeds: t(0.975, 2) = 4.30, more than twice the normal 1.96
-    assert s.ci95 == pytest.approx(t.ppf(0.975, 2) * finals.std(ddof=1) / math.sqrt(3), rel=1e-12)
