@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 
@@ -11,6 +12,25 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     lines = ["| " + " | ".join(map(str, headers)) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def settings_table(settings, names: Sequence[str] | None = None) -> str:
+    """A chapter's settings (a dataclass, e.g. ``experiments.<chapter>.Settings``) as a
+    two-column Markdown table, the fields ``names`` in that order (default: every field)."""
+    if not dataclasses.is_dataclass(settings) or isinstance(settings, type):
+        raise ValueError(f"settings: expected a dataclass instance, got {type(settings).__name__}")
+    fields = [f.name for f in dataclasses.fields(settings)]
+    names = fields if names is None else list(names)
+    unknown = [n for n in names if n not in fields]
+    if unknown:
+        raise ValueError(f"names: {unknown} are not fields of {type(settings).__name__}; valid: {', '.join(fields)}")
+
+    def show(value) -> str:
+        if isinstance(value, (tuple, list)):
+            return ", ".join(show(v) for v in value)
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    return markdown_table(["setting", "value"], [[n, show(getattr(settings, n))] for n in names])
 
 
 def adaptation_table(curves: Sequence, steps: Sequence[int]) -> str:
