@@ -146,3 +146,131 @@ def test_movement_rejects_bad_shapes_and_empty_groups():
         movement(torch.ones(2, 4), start, torch.ones(4, dtype=torch.bool), some)
     with pytest.raises(ValueError, match="varying"):
         movement(torch.ones(2, 4), start, torch.zeros(4, dtype=torch.bool), some)
+
+
+# ------------------------------------------------------------------ Settings, the sections, run, claims
+
+from backprop2lib.experiments import eve as chapter  # noqa: E402
+from backprop2lib.meta.fewshot import query_errors  # noqa: E402
+from backprop2lib.stats import permutation_p_value, rank_correlation, summarise  # noqa: E402
+
+SMALL = chapter.Settings(iterations=20, outer_iterations=2, tasks_per_iteration=10, test_tasks=6, decays=(0.0, 0.5),
+                         permutations=50, recovery_p=0.5, adapt_steps=5, validation_tasks=6, query_points=20,
+                         steps=(1, 5), layers=(2, 6, 1), n_varying=4, adam_grid=(1e-3, 1e-2, 1e-1))
+
+
+def test_settings_for_each_profile():
+    smoke = chapter.Settings.for_profile("smoke")
+    # the values the notebook used before it had a driver
+    assert smoke.comparison == ComparisonSettings(iterations=150, outer_iterations=3, tasks_per_iteration=30,
+                                                  adapt_steps=100)
+    assert (smoke.test_tasks, smoke.validation_tasks, smoke.query_points, smoke.k_shot) == (100, 200, 200, 10)
+    assert smoke.decays == (0.0, 0.2, 5.0) and smoke.permutations == 2000 and smoke.recovery_p == 0.05
+    assert smoke.adam_grid == (1e-3, 3e-3, 1e-2, 3e-2, 1e-1) and smoke.steps == (1, 2, 5, 10, 25, 100)
+    assert (smoke.eve_seed, smoke.meta_sgd_seed, smoke.validation_seed, smoke.validation_ood_seed,
+            smoke.family_validation_seed, smoke.test_seed, smoke.test_ood_seed) == (3, 7, 500, 501, 502, 900, 901)
+    assert smoke.model().n_params == 81
+    paper = chapter.Settings.for_profile("paper")
+    assert paper.comparison == ComparisonSettings(iterations=3000, outer_iterations=10, tasks_per_iteration=100,
+                                                  adapt_steps=100)
+    assert (paper.test_tasks, paper.decays, paper.permutations, paper.recovery_p) == (
+        300, (0.0, 0.05, 0.2, 1.0, 5.0), 10000, 0.01)
+    assert chapter.Settings.for_profile("full") == paper
+    with pytest.raises(Exception):
+        smoke.test_tasks = 1  # frozen
+
+
+@pytest.fixture(scope="module")
+def small_results():
+    return chapter.run(SMALL)
+
+
+def test_task_families_are_the_teacher_families_and_the_seeded_start(small_results):
+    setup, model = small_results.setup, SMALL.model()
+    sparse = TeacherTasks.sparse_variation(model, n_varying=4, spread=0.5, seed=0)
+    torch.testing.assert_close(setup.sparse.mean, sparse.mean, rtol=0, atol=0)
+    torch.testing.assert_close(setup.sparse.scale, sparse.scale, rtol=0, atol=0)
+    torch.testing.assert_close(setup.families["sparse"][1].scale, sparse.ood_complement(seed=1).scale, rtol=0, atol=0)
+    narrow, wide = TeacherTasks.two_spreads(model, spreads=(0.1, 0.4), seed=0)
+    torch.testing.assert_close(setup.families["narrow"][1].scale, wide.scale, rtol=0, atol=0)
+    torch.testing.assert_close(setup.families["wide"][1].scale, 2 * wide.scale, rtol=0, atol=0)
+    init = sparse.mean + 0.3 * torch.randn(model.n_params, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(setup.init, init, rtol=0, atol=0)
+    batch = setup.tasks_of(sparse, 3, 11)
+    direct = sparse.sample(3, 10, 20, generator=torch.Generator().manual_seed(11))
+    torch.testing.assert_close(batch.x_query, direct.x_query, rtol=0, atol=0)
+
+
+def test_sweep_decay_trains_eve_at_each_decay_and_picks_the_lowest_validation_error(small_results):
+    setup, sweep = small_results.setup, small_results.sweep
+    assert list(sweep.eves) == [0.0, 0.5]
+    val_ood = setup.tasks_of(setup.families["sparse"][1], 6, 501)
+    for kappa in SMALL.decays:
+        eve = train_eve(setup.model, setup.sparse, setup.init, SMALL.comparison, decay=kappa, seed=3)
+        torch.testing.assert_close(sweep.eves[kappa].mean, eve.mean, rtol=0, atol=0)
+        for summary, batch in zip(sweep.scores[kappa], (sweep.validation, val_ood)):
+            e = query_errors(setup.model, eve.adapt(setup.model, batch.x_support, batch.y_support).params,
+                             batch.x_query, batch.y_query)
+            assert summary.mean == pytest.approx(summarise(e, diverged_above=1e6).mean, rel=1e-12)
+        assert sweep.rate_correlation[kappa] == pytest.approx(
+            rank_correlation(eve.rates.base_rates.numpy(), setup.sparse.scale.numpy()))
+    assert sweep.chosen == min(SMALL.decays, key=lambda k: sweep.scores[k][0].mean)
+    assert chapter.decay_table(sweep).count("\n") == 1 + len(SMALL.decays)
+
+
+def test_compare_inner_loops_against_direct_calls(small_results):
+    setup, sweep, comparison = small_results.setup, small_results.sweep, small_results.comparison
+    assert list(comparison.by_family) == ["sparse", "narrow", "wide"]
+    assert comparison.by_family["sparse"].eve is sweep.eves[sweep.chosen]
+    narrow, ood = setup.families["narrow"]
+    r = comparison.by_family["narrow"]
+    eve = train_eve(setup.model, narrow, setup.init, SMALL.comparison, decay=sweep.chosen, seed=3)
+    torch.testing.assert_close(r.eve.mean, eve.mean, rtol=0, atol=0)
+    adam = tune_adam_lr(setup.model, eve.mean, setup.tasks_of(narrow, 6, 502), steps=5, grid=list(SMALL.adam_grid))
+    assert r.adam.scores == pytest.approx(adam.scores, rel=1e-12) and r.adam_lr == adam.best
+    test = setup.tasks_of(ood, 6, 901)
+    direct = error_vs_steps(setup.model, inner_loops(setup.model, eve, adam_lr=adam.best), test, [1, 5])
+    for name in direct:
+        for got, want in zip(r.curve_ood[name], direct[name]):
+            np.testing.assert_allclose(got, want, rtol=1e-12, err_msg=name)
+    assert r.meta_sgd[0].shape == (6,) and r.meta_sgd_rates.shape == (setup.model.n_params,)
+    table = chapter.inner_loops_table(comparison)
+    assert table.count("\n") == 1 + 4 and "Meta-SGD" in table
+    assert len(chapter.verdicts_text(comparison).splitlines()) == 3 * 6
+
+
+def test_rate_recovery_against_direct_calls(small_results):
+    setup, rec = small_results.setup, small_results.recovery
+    for f, (family, _) in setup.families.items():
+        lam = small_results.comparison.by_family[f].eve.rates.base_rates.numpy()
+        s = family.scale.numpy()
+        assert rec.eve[f] == (pytest.approx(rank_correlation(lam, s)),
+                              pytest.approx(permutation_p_value(lam, s, n_permutations=50, seed=0)))
+    assert chapter.recovery_table(rec).count("\n") == 1 + 3
+
+
+def test_sparse_movement_against_direct_calls(small_results):
+    setup, r = small_results.setup, small_results.comparison.by_family["sparse"]
+    sparse, ood = setup.families["sparse"]
+    adapted = r.loops["SGD + line search"](r.test_ood.x_support, r.test_ood.y_support, 5).params.detach()
+    assert small_results.movement.moves[("SGD + line search", "OOD")] == movement(adapted, r.eve.mean, sparse.varying,
+                                                                                ood.varying)
+    assert len(small_results.movement.moves) == 6
+    assert chapter.movement_table(small_results.movement).count("\n") == 1 + 6
+
+
+def test_check_claims_prints_one_line_per_claim_and_raises_when_one_fails(small_results, capsys):
+    claims = chapter.check_claims(small_results)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "parameters: 25; families: sparse, narrow, wide; inner loops compared: 4"
+    assert lines[1:] == [f"{s}: {v}" for s, v in claims.verdicts] and len(claims.verdicts) == 5
+    rec = small_results.recovery
+    failing = chapter.Results(small_results.settings, small_results.setup, small_results.sweep,
+                              small_results.comparison,
+                              chapter.RateRecovery(rec.base_rates, rec.true_scale, {**rec.eve, "sparse": (-0.5, 1.0)},
+                                                   rec.meta_sgd),
+                              small_results.movement)
+    failed = chapter.check_claims(failing)
+    assert not failed.verdicts[0][1]
+    with pytest.raises(AssertionError, match="better than chance"):
+        failed.assert_all()
