@@ -216,3 +216,97 @@ def test_a_method_that_cannot_train_on_one_image_is_recorded_as_a_failure(split)
                           test_images=20)
     assert np.isnan(out.accuracy["eve"][0, 0])
     assert len(out.failures) == 1 and "n = 1" in out.failures[0] and "varies" in out.failures[0]
+
+
+# ----------------------------------------------------------------------------- the chapter contract
+import dataclasses  # noqa: E402
+
+from backprop2lib.experiments import recognition as chapter  # noqa: E402
+
+
+def test_settings_follow_the_profile_and_reject_bad_values():
+    smoke, paper, full = (chapter.Settings.for_profile(p) for p in ("smoke", "paper", "full"))
+    assert smoke.meta_iterations < paper.meta_iterations < full.meta_iterations
+    assert paper.steps_values == (0, 1, 2, 5, 10, 20) and full.strength_values == paper.strength_values
+    assert paper.meta == MetaSettings(iterations=100, inner_steps=5, inner_lr=0.3, outer_iterations=5,
+                                      tasks_per_iteration=50)
+    assert paper.knob_values("decay") == (0.0, 0.2, 1.0, 5.0, 25.0)
+    with pytest.raises(ValueError, match="knob"):
+        paper.knob_values("temperature")
+    with pytest.raises(ValueError, match="rotate_degrees"):
+        dataclasses.replace(paper, rotate_degrees=45.0)
+    with pytest.raises(ValueError, match="collage_digit"):
+        dataclasses.replace(paper, collage_digit=10)
+
+
+def test_apply_knob_sets_the_steps_or_the_priors():
+    priors, adaptation = _priors("quadratic", 1.0, 0.5), Adaptation(steps=5, lr=0.3)
+    p, a = chapter.apply_knob(priors, adaptation, "steps", 2.0)
+    assert p is priors and a.steps == 2 and isinstance(a.steps, int) and a.lr == 0.3
+    p, a = chapter.apply_knob(priors, adaptation, "strength", 10)
+    assert p.strength == 10.0 and a == adaptation
+    with pytest.raises(ValueError, match="knob"):
+        chapter.apply_knob(priors, adaptation, "width", 1)
+
+
+TINY_CHAPTER = dataclasses.replace(
+    chapter.Settings.for_profile("smoke"), hidden=(4,), meta_iterations=2, outer_iterations=2, tasks_per_iteration=3,
+    sweep_images=1, steps_values=(0, 2), strength_values=(0.0, 1.0), decay_values=(0.0, 1.0), sizes=(2,), draws=1,
+    test_images=30, collage_steps=2, collage_examples=2, collage_units=2)
+
+
+@pytest.fixture(scope="module")
+def chapter_results():
+    return chapter.run(TINY_CHAPTER)
+
+
+def test_the_chapter_chooses_on_validation_and_applies_the_choice_on_test(chapter_results):
+    r = chapter_results
+    assert set(r.tradeoff.sweeps) == set(METHODS) and len(r.tradeoff.images) == 10
+    for method, settings in r.tradeoff.sweeps.items():
+        assert [s.value for s in settings] == list(TINY_CHAPTER.knob_values(KNOBS[method]))
+        chosen = r.tradeoff.chosen[method]
+        assert chosen.accuracy == max(s.accuracy for s in settings if not s.diverged)
+        run_ = r.test.runs[method]
+        assert (run_.setting.knob, run_.setting.value) == (chosen.knob, chosen.value)
+        if chosen.knob == "steps":
+            assert run_.adaptation.steps == chosen.value
+        else:
+            assert getattr(run_.priors, chosen.knob) == chosen.value
+    best = r.tradeoff.best_method
+    assert r.tradeoff.chosen[best].accuracy == max(s.accuracy for s in r.tradeoff.chosen.values())
+    assert len(r.test.images) == 30 and set(r.test.baselines) == set(chapter.BASELINES)
+    # the test run is the chosen setting classified again, on the test images
+    again = run_setting(TINY_CHAPTER.model(), r.test.runs[best].priors, r.test.images, r.test.runs[best].adaptation,
+                        chunk=TINY_CHAPTER.chunk)
+    assert again.accuracy == r.test.runs[best].setting.accuracy
+    assert r.collage.method == best and r.collage.adapted.shape == (2, TINY_CHAPTER.model().n_params)
+    assert bool((r.collage.images.labels == TINY_CHAPTER.collage_digit).all()) and len(r.collage.units) == 2
+    assert max(r.edits.errors.values()) < 1e-4 and len(r.edits.pictures) == 6
+    assert set(r.efficiency.accuracy) == {best, *chapter.BASELINES}
+    assert r.calibration.method == best and r.calibration.temperature > 0
+
+
+def test_the_chapter_tables_and_texts_cover_every_method(chapter_results):
+    r = chapter_results
+    for table in (chapter.training_table(r.training), chapter.separation_table(r.tradeoff),
+                  chapter.held_out_table(r.test, r.tradeoff)):
+        assert all(f"| {m} |" in table for m in METHODS)
+    assert chapter.sweep_table(r.tradeoff).count("\n") == 1 + sum(len(s) for s in r.tradeoff.sweeps.values())
+    assert chapter.summary_text(r).startswith(f"best method: {r.tradeoff.best_method} ")
+    assert "translation" in chapter.edits_text(r.edits) and "temperature" in chapter.calibration_text(r.calibration)
+
+
+def test_the_chapter_claims_follow_the_numbers(chapter_results, capsys):
+    r = chapter_results
+    best = r.test.runs[r.tradeoff.best_method].setting.accuracy
+    # nearest class mean far above the best reconstruction classifier: the claim holds
+    above = dataclasses.replace(r, test=dataclasses.replace(r.test, baselines={**r.test.baselines,
+                                                                                "nearest class mean": 1.0}))
+    # ... and at the same accuracy it does not
+    level = dataclasses.replace(r, test=dataclasses.replace(r.test, baselines={**r.test.baselines,
+                                                                                "nearest class mean": best}))
+    assert chapter.check_claims(above).verdicts[-1][1] is True
+    assert chapter.check_claims(level).verdicts[-1][1] is False
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 6 and lines[2].endswith(": True") and lines[5].endswith(": False")
