@@ -423,3 +423,79 @@ def test_fitted_exponent_rejects_what_has_no_slope(x, y, match):
 
     with pytest.raises(ValueError, match=match):
         fitted_exponent(x, y)
+
+
+# ------------------------------------------------------------------------------ over training seeds
+from backprop2lib.stats import SeedSummary, compare_seeds, summarise_seeds  # noqa: E402
+
+
+def _slow_seed_means(values, bound=np.inf):
+    out = []
+    for row in values:
+        kept = [v for v in row if np.isfinite(v) and v <= bound]
+        out.append(sum(kept) / len(kept) if kept else np.nan)
+    return np.array(out)
+
+
+def _slow_t_half_width(x):
+    x = [v for v in x if np.isfinite(v)]
+    n = len(x)
+    m = sum(x) / n
+    sd = math.sqrt(sum((v - m) ** 2 for v in x) / (n - 1))
+    return sp.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+
+
+def test_seed_summary_is_the_t_interval_of_the_per_seed_task_means():
+    rng = np.random.default_rng(4)
+    values = rng.normal(1.0, 0.3, size=(5, 40)) + rng.normal(0, 0.5, size=(5, 1))  # a seed effect
+    values[2, 7] = np.nan
+    values[4, :3] = 1e9  # diverged above the bound
+    s = summarise_seeds(values, diverged_above=1e6)
+    assert isinstance(s, SeedSummary) and s.n_seeds == 5 and s.n_diverged == 4
+    ref = _slow_seed_means(values, 1e6)
+    np.testing.assert_allclose(s.per_seed, ref)
+    assert s.mean == pytest.approx(ref.mean())
+    assert s.ci95 == pytest.approx(_slow_t_half_width(ref))
+    # the across-seed interval is much wider than the pooled test-task one when seeds differ
+    assert s.ci95 > 3 * s.tasks.ci95
+    assert str(s).startswith(f"{s.mean:.3g} ± {s.ci95:.2g} over 5 seeds")
+
+
+def test_a_seed_whose_every_task_diverged_is_left_out_and_one_seed_has_no_interval():
+    values = np.array([[1.0, 2.0], [np.nan, np.inf], [3.0, 5.0]])
+    s = summarise_seeds(values)
+    assert s.n_seeds == 2 and np.isnan(s.per_seed[1]) and s.mean == pytest.approx((1.5 + 4.0) / 2)
+    one = summarise_seeds(values[:1])
+    assert one.mean == 1.5 and math.isnan(one.ci95)
+    assert compare_seeds(values[:1], values[:1] + 1, paired=True).verdict == "not distinguishable"
+
+
+def test_paired_seed_comparison_reads_the_t_interval_of_per_seed_mean_differences():
+    rng = np.random.default_rng(7)
+    seed_effect = rng.normal(0, 1.0, size=(4, 1))  # shared by both methods: pairing removes it
+    b = 2.0 + seed_effect + rng.normal(0, 0.2, size=(4, 30))
+    a = b - 0.3 + rng.normal(0, 0.05, size=(4, 30))
+    a[1, 5] = np.nan  # that pair is left out of seed 1's mean difference
+    c = compare_seeds(a, b, paired=True)
+    both = np.isfinite(a) & np.isfinite(b)
+    d = np.array([np.mean((a - b)[s][both[s]]) for s in range(4)])
+    assert c.difference.mean == pytest.approx(d.mean())
+    assert c.difference.ci95 == pytest.approx(_slow_t_half_width(d))
+    assert c.difference.n_diverged == 1 and c.verdict == "lower"
+    assert compare_seeds(b, a, paired=True).verdict == "higher"
+    # unpaired, the shared seed effect swamps the difference
+    unpaired = compare_seeds(a, b, paired=False)
+    assert unpaired.verdict == "not distinguishable"
+    ref = sp.ttest_ind(_slow_seed_means(a), _slow_seed_means(b), equal_var=False)
+    lo, hi = ref.confidence_interval(0.95)
+    assert unpaired.difference.mean - unpaired.difference.ci95 == pytest.approx(lo)
+    assert unpaired.difference.mean + unpaired.difference.ci95 == pytest.approx(hi)
+
+
+def test_seed_comparisons_reject_bad_shapes():
+    with pytest.raises(ValueError, match=r"values: expected values \[seeds, test tasks\]"):
+        summarise_seeds(np.ones(5))
+    with pytest.raises(ValueError, match="paired values need one shape"):
+        compare_seeds(np.ones((3, 4)), np.ones((3, 5)), paired=True)
+    with pytest.raises(ValueError, match="paired: expected True or False"):
+        compare_seeds(np.ones((3, 4)), np.ones((3, 4)), paired="yes")

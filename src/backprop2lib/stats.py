@@ -1,6 +1,7 @@
 """The book's inference, in one place: summaries that never let a diverged run silently become a
 NaN mean, normal and Student-t intervals, Wilson intervals for accuracies, and one ``compare``
-that every chapter's "lower / higher / not distinguishable" verdict goes through.
+that every chapter's "lower / higher / not distinguishable" verdict goes through; over training
+seeds, ``summarise_seeds`` and ``compare_seeds`` (values ``[seeds, test tasks]``).
 """
 
 from __future__ import annotations
@@ -221,6 +222,99 @@ def compare(a, b, *, paired: bool, interval: str = "normal", test: str = "differ
         higher = diff.mean - diff.ci95 > 0
     verdict = "lower" if lower else "higher" if higher else "not distinguishable"
     return Comparison(verdict, diff, sa, sb, paired, test, interval)
+
+
+# ------------------------------------------------------------------------------ over training seeds
+
+@dataclass(frozen=True)
+class SeedSummary:
+    """A method's test error over training seeds: values ``[S, T]`` (seed × test task).
+
+    The interval that matters for a conclusion is the one across seeds: each seed's mean over its
+    test tasks, then the mean and Student-t 95% interval of those S means. The pooled test-task
+    interval (``tasks``) is kept beside it, because it says how well each seed was measured, not
+    whether another seed would agree.
+    """
+
+    mean: float  # mean over seeds of each seed's mean over its kept test tasks
+    ci95: float  # Student-t 95% half-width across seeds (NaN with one seed)
+    per_seed: np.ndarray  # [S] each seed's mean over its kept test tasks (NaN: every task diverged)
+    tasks: Summary  # every (seed, task) value pooled, normal interval
+    n_diverged: int  # (seed, task) values left out
+
+    @property
+    def n_seeds(self) -> int:
+        """Seeds with at least one kept test task (those the interval is over)."""
+        return int(np.isfinite(self.per_seed).sum())
+
+    def __str__(self) -> str:
+        text = f"{self.mean:.3g} ± {self.ci95:.2g} over {self.n_seeds} seeds (tasks ± {self.tasks.ci95:.2g})"
+        if self.n_diverged:
+            text += f" ({self.n_diverged} diverged)"
+        return text
+
+
+def _seed_task_array(values, name: str) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] == 0 or values.shape[1] == 0:
+        raise ValueError(f"{name}: expected values [seeds, test tasks] with both >= 1, got shape {values.shape}")
+    return values
+
+
+def _row_means(values: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """Each row's mean over its kept entries (NaN where none is kept)."""
+    n = kept.sum(1)
+    total = np.where(kept, values, 0.0).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, total / np.maximum(n, 1), np.nan)
+
+
+def summarise_seeds(values, *, diverged_above: float = np.inf) -> SeedSummary:
+    """Mean and across-seed Student-t 95% interval of ``values [S, T]`` (seed × test task).
+
+    Diverged values (NaN, inf, above ``diverged_above``) are left out of their seed's mean and
+    counted; a seed whose every task diverged has a NaN mean and is left out of the interval.
+    """
+    values = _seed_task_array(values, "values")
+    per_seed = _row_means(values, _kept(values, diverged_above))
+    across = summarise(per_seed, interval="t")
+    tasks = summarise(values, diverged_above=diverged_above)
+    return SeedSummary(across.mean, across.ci95, per_seed, tasks, tasks.n_diverged)
+
+
+def compare_seeds(a, b, *, paired: bool, diverged_above: float = np.inf) -> Comparison:
+    """``a`` against ``b`` over training seeds, both ``[S, T]`` (seed × test task): lower, higher or
+    not distinguishable at 95%, Student's t across seeds.
+
+    - ``paired=True``: row s of ``a`` and of ``b`` share the seed (start, task stream) and column t
+      the test task. Each seed contributes the mean of its per-task differences a − b over the tasks
+      where neither side diverged; the verdict reads the t-interval of those S differences.
+    - ``paired=False``: independent seeds; Welch's t-interval of the difference of the two sets of
+      per-seed means.
+
+    With a single seed there is no across-seed interval, and the verdict is "not distinguishable".
+    """
+    if not isinstance(paired, bool):
+        raise ValueError(f"paired: expected True or False, got {paired!r}")
+    a, b = _seed_task_array(a, "a"), _seed_task_array(b, "b")
+    if paired and a.shape != b.shape:
+        raise ValueError(f"a, b: paired values need one shape [seeds, test tasks], got {a.shape} and {b.shape}")
+    sa, sb = summarise_seeds(a, diverged_above=diverged_above), summarise_seeds(b, diverged_above=diverged_above)
+    if paired:
+        both = _kept(a, diverged_above) & _kept(b, diverged_above)
+        d = _row_means(a - b, both)  # a seed with no pair kept is NaN: left out of the interval
+        n_left_out = int((~both).sum())
+        diff = summarise(d, interval="t")
+        diff = Summary(diff.mean, diff.ci95, diff.n, n_left_out)
+    else:
+        ka, kb = sa.per_seed[np.isfinite(sa.per_seed)], sb.per_seed[np.isfinite(sb.per_seed)]
+        mean = float(ka.mean() - kb.mean()) if ka.size and kb.size else float("nan")
+        diff = Summary(mean, _welch(ka, kb, "t"), ka.size + kb.size, sa.n_diverged + sb.n_diverged)
+    lower = diff.mean + diff.ci95 < 0
+    higher = diff.mean - diff.ci95 > 0
+    verdict = "lower" if lower else "higher" if higher else "not distinguishable"
+    across = (Summary(sa.mean, sa.ci95, sa.n_seeds, sa.n_diverged), Summary(sb.mean, sb.ci95, sb.n_seeds, sb.n_diverged))
+    return Comparison(verdict, diff, *across, paired, "difference", "t")
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:

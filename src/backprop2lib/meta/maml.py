@@ -27,6 +27,16 @@ def _query_loss(model: MLP, theta: Params, batch: TaskBatch, inner_steps: int, i
     return (model.forward(phi, batch.x_query, check=False) - batch.y_query).pow(2).mean()
 
 
+def _query_loss_per_seed(run, theta: Params, batch: TaskBatch, inner_steps: int, inner_lr: float,
+                         first_order: bool) -> torch.Tensor:
+    """Each seed's mean query MSE ``[S]``, every task adapted from its own seed's start."""
+    model = run.model
+    phi = descend(model, run.per_task(theta), batch.x_support, batch.y_support, steps=inner_steps, lr=inner_lr,
+                  first_order=first_order)
+    per_task = (model.forward(phi, batch.x_query, check=False) - batch.y_query).pow(2).mean(dim=(1, 2))
+    return run.seed_means(per_task)
+
+
 def maml_loss(model: MLP, theta: torch.Tensor, batch: TaskBatch, *, inner_steps: int = 1,
               inner_lr: float = MAML_INNER_LR, first_order: bool = False) -> torch.Tensor:
     """Mean query MSE after adapting the flat start ``theta [P]`` to each task's support set."""
@@ -38,12 +48,17 @@ def train_maml(model: MLP, tasks, *, inner_steps: int = 1, inner_lr: float = MAM
     """Meta-train the start with Adam on the (first-order) MAML meta-loss.
 
     ``schedule``: the keywords every trainer shares (``iterations``, ``meta_batch``, ``k_shot``,
-    ``k_query``, ``init`` flat [P], ``generator``, ``device``, ``progress``; see :class:`MetaTraining`).
+    ``k_query``, ``init`` flat [P], ``generator`` or ``seeds``, ``device``, ``progress``; see
+    :class:`MetaTraining`, which also says how ``seeds`` trains one model per seed in one batch).
     """
     run = MetaTraining("FOMAML" if first_order else "MAML", model, tasks, **schedule)
-    theta = run.tuple_leaves()  # Adam on the tuple view, one leaf per weight and bias
-    losses, seconds = run.adam(theta, meta_lr, lambda b: _query_loss(model, theta, b, inner_steps, inner_lr,
-                                                                     first_order))
+    theta = run.tuple_leaves()  # Adam on the tuple view, one leaf per weight and bias ([S, ...] with seeds)
+    if run.n_seeds is None:
+        losses, seconds = run.adam(theta, meta_lr, lambda b: _query_loss(model, theta, b, inner_steps, inner_lr,
+                                                                         first_order))
+    else:
+        losses, seconds = run.adam(theta, meta_lr, lambda b: _query_loss_per_seed(run, theta, b, inner_steps,
+                                                                                  inner_lr, first_order))
     return TrainResult(run.method, model.flatten(tuple(p.detach() for p in theta)), losses, seconds,
                        dict(run.config, inner_steps=inner_steps, inner_lr=inner_lr, meta_lr=meta_lr,
                             first_order=first_order))

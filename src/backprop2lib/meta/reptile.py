@@ -23,6 +23,17 @@ def _update(model: MLP, theta: Params, x: torch.Tensor, y: torch.Tensor, inner_s
     return tuple(torch.lerp(p, f.mean(dim=0), outer_lr) for p, f in zip(theta, phi)), before
 
 
+@torch.no_grad()
+def _update_per_seed(run, theta: Params, x: torch.Tensor, y: torch.Tensor, inner_steps: int, inner_lr: float,
+                     outer_lr: float) -> tuple[Params, torch.Tensor]:
+    """:func:`_update` for ``[S, ...]`` starts: each seed moves towards the mean of its own tasks."""
+    model, start = run.model, run.per_task(theta)
+    before = run.seed_means(model.loss(start, x, y))
+    phi = descend(model, start, x, y, steps=inner_steps, lr=inner_lr, first_order=True)
+    means = (f.reshape(run.n_seeds, run.meta_batch, *f.shape[1:]).mean(dim=1) for f in phi)
+    return tuple(torch.lerp(p, m, outer_lr) for p, m in zip(theta, means)), before
+
+
 def reptile_update(model: MLP, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, *, inner_steps: int,
                    inner_lr: float, outer_lr: float) -> tuple[torch.Tensor, torch.Tensor]:
     """One Reptile step from the flat start ``theta [P]`` for a batch of tasks; returns the new flat
@@ -36,7 +47,8 @@ def train_reptile(model: MLP, tasks, *, inner_steps: int = 5, inner_lr: float = 
     """Reptile on the support and query points of each task (the same data MAML sees).
 
     ``inner_lr``: a step on E; the default 0.02 is the 0.01 on the MSE (one output) that the book's
-    Reptile took before the library had one loss convention. ``schedule``: see :class:`MetaTraining`.
+    Reptile took before the library had one loss convention. ``schedule``: see :class:`MetaTraining`
+    (``seeds`` trains one start per seed at once).
     """
     if not 0 < outer_lr <= 1:
         raise ValueError(f"outer_lr: expected 0 < outer_lr <= 1, got {outer_lr!r}")
@@ -45,7 +57,11 @@ def train_reptile(model: MLP, tasks, *, inner_steps: int = 5, inner_lr: float = 
 
     def step(i: int, batch: TaskBatch) -> torch.Tensor:
         eps = outer_lr * (1 - i / run.iterations) if anneal else outer_lr
-        theta[:], before = _update(model, tuple(theta), batch.x_all, batch.y_all, inner_steps, inner_lr, eps)
+        if run.n_seeds is None:
+            theta[:], before = _update(model, tuple(theta), batch.x_all, batch.y_all, inner_steps, inner_lr, eps)
+        else:
+            theta[:], before = _update_per_seed(run, tuple(theta), batch.x_all, batch.y_all, inner_steps, inner_lr,
+                                                eps)
         return before
 
     losses, seconds = run.loop(step)

@@ -31,7 +31,8 @@ def _regulariser(mean, log_scale, strength: float, inner_lr: float) -> Quadratic
 
 @dataclass
 class ScaleGradientResult(TrainResult):
-    log_scale: torch.Tensor | None = None  # learned log σ [P]
+    log_scale: torch.Tensor | None = None  # learned log σ [P] ([S, P] with seeds)
+    per_seed_fields = ("params", "log_scale")
     strength: float = 1e-2
     inner_steps: int = 5
     inner_lr: float = 0.1
@@ -45,6 +46,7 @@ class ScaleGradientResult(TrainResult):
         return self.regulariser.scale
 
     def adapt(self, model: MLP, x: torch.Tensor, y: torch.Tensor, *, steps: int | None = None):
+        self.require_single("adapt")
         loop = InnerLoop(max_steps=self.inner_steps if steps is None else steps, lr=self.inner_lr)
         return adapt(model, self.params, x, y, loop=loop, regulariser=self.regulariser)
 
@@ -61,15 +63,26 @@ def scale_gradient_loss(model: MLP, mean: torch.Tensor, log_scale: torch.Tensor,
 def train_scale_gradient(model: MLP, tasks, *, inner_steps: int = 5, inner_lr: float = 0.1, strength: float = 1e-2,
                          init_scale: float = 1.0, meta_lr: float = 1e-3, **schedule) -> ScaleGradientResult:
     """Adam on (μ, log σ); σ starts at ``init_scale`` for every parameter; ``inner_lr`` is a step on E.
-    ``schedule``: see :class:`MetaTraining` (``init``: the flat start μ [P])."""
+    ``schedule``: see :class:`MetaTraining` (``init``: the flat start μ [P]; ``seeds``: one (μ, σ) per seed at once)."""
     for name, value in (("inner_lr", inner_lr), ("strength", strength), ("init_scale", init_scale)):
         if not value > 0:
             raise ValueError(f"{name}: expected a positive number, got {value!r}")
     run = MetaTraining("meta-gradient scale", model, tasks, **schedule)
     mean = run.flat_leaf()
     log_scale = torch.full_like(mean, float(torch.tensor(init_scale).log())).requires_grad_(True)
-    losses, seconds = run.adam([mean, log_scale], meta_lr, lambda b: scale_gradient_loss(
-        model, mean, log_scale, b, inner_steps=inner_steps, inner_lr=inner_lr, strength=strength))
+    if run.n_seeds is None:
+        losses, seconds = run.adam([mean, log_scale], meta_lr, lambda b: scale_gradient_loss(
+            model, mean, log_scale, b, inner_steps=inner_steps, inner_lr=inner_lr, strength=strength))
+    else:  # [S, P] each; every task adapts from its seed's μ with its seed's σ
+        loop = InnerLoop(max_steps=inner_steps, lr=inner_lr)
+
+        def per_seed(b):
+            mu = run.per_task(mean)
+            regulariser = _regulariser(mu, run.per_task(log_scale), strength, inner_lr)
+            w = adapt(model, mu, b.x_support, b.y_support, loop=loop, regulariser=regulariser).params
+            return run.seed_means(error(model, w, b.x_query, b.y_query, check=False))
+
+        losses, seconds = run.adam([mean, log_scale], meta_lr, per_seed)
     config = dict(run.config, inner_steps=inner_steps, inner_lr=inner_lr, strength=strength, init_scale=init_scale,
                   meta_lr=meta_lr)
     return ScaleGradientResult(run.method, mean.detach(), losses, seconds, config, log_scale=log_scale.detach(),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 
@@ -194,5 +194,46 @@ class TaskFamily(abc.ABC):
                                   dtype=dtype)
                 for i in range(chunk):
                     yield big[i * n_tasks : (i + 1) * n_tasks]
+
+        return batches()
+
+    def stream_seeds(
+        self,
+        n_tasks: int,
+        n_support: int,
+        n_query: int = 0,
+        *,
+        generators: Sequence[torch.Generator],
+        chunk: int = 256,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> Iterator[TaskBatch]:
+        """S independent streams in one: meta-batch i holds ``n_tasks`` tasks of every seed, seed-major
+        (tasks ``s·n_tasks … (s+1)·n_tasks − 1`` are seed s's), and seed s's tasks are exactly meta-batch
+        i of ``stream(..., generator=generators[s])``. The seeds are drawn once per ``chunk`` steps and
+        interleaved there, so a step costs one slice, as in :meth:`stream`.
+        """
+        check_counts(n_tasks, n_support, n_query)
+        if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+            raise ValueError(f"chunk: expected an int >= 1, got {chunk!r}")
+        generators = list(generators)
+        if not generators or not all(isinstance(g, torch.Generator) for g in generators):
+            raise ValueError(f"generators: expected one torch.Generator per seed (at least one), got {generators!r}")
+        n_seeds = len(generators)
+
+        def interleave(parts: list[torch.Tensor]) -> torch.Tensor:
+            # [S][chunk·T, ...] -> [chunk, S, T, ...] -> [chunk·S·T, ...]: step i's S·T tasks are contiguous
+            stacked = torch.stack([p.reshape(chunk, n_tasks, *p.shape[1:]) for p in parts], dim=1)
+            return stacked.reshape(chunk * n_seeds * n_tasks, *stacked.shape[3:])
+
+        def batches() -> Iterator[TaskBatch]:
+            width = n_seeds * n_tasks
+            while True:
+                bigs = [self.sample(n_tasks * chunk, n_support, n_query, generator=g, device=device, dtype=dtype)
+                        for g in generators]  # once per chunk steps, not per step
+                big = TaskBatch(*(interleave([getattr(b, f) for b in bigs])
+                                  for f in ("x_support", "y_support", "x_query", "y_query", "truth")))
+                for i in range(chunk):
+                    yield big[i * width : (i + 1) * width]
 
         return batches()

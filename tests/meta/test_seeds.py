@@ -1,0 +1,111 @@
+"""Training seeds as a batched axis: seed s of one batched run is the run with seed s alone."""
+
+import numpy as np
+import pytest
+import torch
+
+from backprop2lib.meta import train_maml, train_pretrained, train_reptile
+from backprop2lib.meta.meta_sgd import train_meta_sgd
+from backprop2lib.meta.scale_gradient import train_scale_gradient
+from backprop2lib.models.mlp import MLP
+from backprop2lib.optim.errors import DivergenceError
+from backprop2lib.tasks import SinusoidTasks
+
+MODEL = MLP((1, 8, 8, 1), activation="relu")
+TASKS = SinusoidTasks.maml()
+SCHEDULE = dict(iterations=7, meta_batch=3, k_shot=4, k_query=5, progress=False)
+SEEDS = [3, 11, 5]
+
+TRAINERS = {
+    "MAML": lambda **kw: train_maml(MODEL, TASKS, inner_steps=2, inner_lr=0.02, meta_lr=1e-2, **kw),
+    "FOMAML": lambda **kw: train_maml(MODEL, TASKS, inner_steps=2, inner_lr=0.02, meta_lr=1e-2, first_order=True,
+                                      **kw),
+    "Reptile": lambda **kw: train_reptile(MODEL, TASKS, inner_steps=3, inner_lr=0.02, outer_lr=0.5, **kw),
+    "pretrained": lambda **kw: train_pretrained(MODEL, TASKS, lr=1e-2, **kw),
+    "Meta-SGD": lambda **kw: train_meta_sgd(MODEL, TASKS, inner_steps=2, init_rate=0.02, meta_lr=1e-2, **kw),
+    "meta-gradient scale": lambda **kw: train_scale_gradient(MODEL, TASKS, inner_steps=2, inner_lr=0.05,
+                                                             strength=0.1, meta_lr=1e-2, **kw),
+}
+PER_SEED = {"Meta-SGD": "rates", "meta-gradient scale": "log_scale"}  # learned beside the start
+
+
+def _start(seed: int) -> torch.Tensor:
+    return MODEL.flatten(MODEL.init(generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name", TRAINERS)
+def test_seed_s_of_a_batched_run_is_the_run_with_seed_s(name):
+    train = TRAINERS[name]
+    starts = torch.stack([_start(100 + s) for s in SEEDS])  # float64 starts: the streams follow their dtype
+    batched = train(seeds=SEEDS, init=starts, **SCHEDULE)
+    assert batched.params.shape == (len(SEEDS), MODEL.n_params)
+    assert batched.losses.shape == (SCHEDULE["iterations"], len(SEEDS))
+    assert batched.config["seeds"] == SEEDS
+    for row, seed in enumerate(SEEDS):
+        alone = train(generator=torch.Generator().manual_seed(seed), init=starts[row], **SCHEDULE)
+        torch.testing.assert_close(batched.params[row], alone.params, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(batched.losses[:, row], alone.losses, rtol=1e-10, atol=1e-12)
+        one = batched.seed(row)  # the single-run view of one seed
+        assert one.params.shape == (MODEL.n_params,) and one.config["seed"] == seed and one.n_seeds is None
+        if name in PER_SEED:
+            torch.testing.assert_close(getattr(one, PER_SEED[name]), getattr(alone, PER_SEED[name]),
+                                       rtol=1e-10, atol=1e-12)
+    # the seeds really differ: different tasks give different models
+    assert not torch.allclose(batched.params[0], batched.params[1])
+
+
+def test_without_init_each_seed_draws_its_own_start_from_its_generator():
+    batched = train_pretrained(MODEL, TASKS, lr=1e-2, seeds=[0, 1], **SCHEDULE)
+    alone = train_pretrained(MODEL, TASKS, lr=1e-2, generator=torch.Generator().manual_seed(1), **SCHEDULE)
+    torch.testing.assert_close(batched.params[1], alone.params, rtol=1e-5, atol=1e-6)  # float32
+    # one shared start [P] is copied to every seed
+    shared = train_maml(MODEL, TASKS, seeds=[0, 1], init=_start(9).float(), iterations=1, meta_batch=2, k_shot=3,
+                        k_query=3, progress=False)
+    assert shared.params.shape == (2, MODEL.n_params)
+
+
+def test_the_stream_of_seeds_interleaves_the_single_streams():
+    gens = [torch.Generator().manual_seed(s) for s in (4, 2)]
+    stream = TASKS.stream_seeds(3, 2, 1, generators=gens, chunk=2)
+    singles = [TASKS.stream(3, 2, 1, generator=torch.Generator().manual_seed(s), chunk=2) for s in (4, 2)]
+    for _ in range(5):  # across a chunk boundary
+        batch = next(stream)
+        assert batch.n_tasks == 6
+        for row, single in enumerate(singles):
+            expected = next(single)
+            torch.testing.assert_close(batch[row * 3 : (row + 1) * 3].x_support, expected.x_support)
+            torch.testing.assert_close(batch[row * 3 : (row + 1) * 3].y_query, expected.y_query)
+            torch.testing.assert_close(batch[row * 3 : (row + 1) * 3].truth, expected.truth)
+
+
+def test_a_seeded_result_asks_for_one_seed_where_one_model_is_needed():
+    result = TRAINERS["Meta-SGD"](seeds=[0, 1], iterations=1, meta_batch=2, k_shot=3, k_query=3, progress=False)
+    batch = TASKS.sample(2, 3, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"adapt: this result holds 2 seeds; take one with result.seed\(row\)"):
+        result.adapt(MODEL, batch.x_support, batch.y_support)
+    assert result.seed(1).adapt(MODEL, batch.x_support, batch.y_support).params.shape == (2, MODEL.n_params)
+    with pytest.raises(ValueError, match="row: expected a seed row 0..1"):
+        result.seed(2)
+    with pytest.raises(ValueError, match="single run"):
+        result.seed(0).seed(0)
+
+
+def test_bad_seeds_and_starts_get_clear_errors():
+    with pytest.raises(ValueError, match="seeds: expected distinct"):
+        train_pretrained(MODEL, TASKS, seeds=[1, 1], **SCHEDULE)
+    with pytest.raises(ValueError, match="seeds: expected a non-empty"):
+        train_pretrained(MODEL, TASKS, seeds=[], **SCHEDULE)
+    with pytest.raises(ValueError, match="seeds: expected non-negative ints"):
+        train_pretrained(MODEL, TASKS, seeds=[0, 1.5], **SCHEDULE)
+    with pytest.raises(ValueError, match="generator, seeds"):
+        train_pretrained(MODEL, TASKS, seeds=[0], generator=torch.Generator(), **SCHEDULE)
+    with pytest.raises(ValueError, match=r"init: expected a flat start \[\d+\] or one per seed \[2, "):
+        train_pretrained(MODEL, TASKS, seeds=[0, 1], init=torch.zeros(3, MODEL.n_params), **SCHEDULE)
+    with pytest.raises(ValueError, match="generators"):
+        TASKS.stream_seeds(2, 2, generators=[])
+
+
+def test_a_diverging_seed_is_named():
+    starts = torch.stack([_start(0), _start(1) * 1e200])  # the second seed's loss overflows at once
+    with pytest.raises(DivergenceError, match=r"seed row\(s\) \[1\]"):
+        train_pretrained(MODEL, TASKS, lr=1e-2, seeds=[0, 1], init=starts, **SCHEDULE)
