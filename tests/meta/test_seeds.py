@@ -109,3 +109,43 @@ def test_a_diverging_seed_is_named():
     starts = torch.stack([_start(0), _start(1) * 1e200])  # the second seed's loss overflows at once
     with pytest.raises(DivergenceError, match=r"seed row\(s\) \[1\]"):
         train_pretrained(MODEL, TASKS, lr=1e-2, seeds=[0, 1], init=starts, **SCHEDULE)
+
+
+# ----------------------------------------------------------------------------- backprop2's learners
+from backprop2lib.meta.backprop2 import history_array, train_backprop2  # noqa: E402
+from backprop2lib.scale.adapt import InnerLoop  # noqa: E402
+
+LEARNER = dict(outer_iterations=3, tasks_per_iteration=4, points_per_task=12, floor=1e-6, progress=False)
+
+
+@pytest.mark.parametrize("rule,loop", [("quadratic", InnerLoop(max_steps=6, lr=None)),
+                                       ("quartic", InnerLoop(max_steps=6, lr=None)),
+                                       ("eve", InnerLoop(max_steps=6, lr=None)),
+                                       ("mean_only", InnerLoop(max_steps=4, lr=0.05))])
+def test_seed_s_of_a_batched_backprop2_learner_is_the_learner_with_seed_s(rule, loop):
+    starts = torch.stack([_start(50 + s) for s in SEEDS])
+    batched = train_backprop2(MODEL, TASKS, rule=rule, loop=loop, seeds=SEEDS, init=starts, **LEARNER)
+    assert batched.mean.shape == (len(SEEDS), MODEL.n_params)
+    assert history_array(batched, "error_after").shape == (LEARNER["outer_iterations"] + 1, len(SEEDS))
+    for row, seed in enumerate(SEEDS):
+        alone = train_backprop2(MODEL, TASKS, rule=rule, loop=loop, generator=torch.Generator().manual_seed(seed),
+                                init=starts[row], **LEARNER)
+        one = batched.seed(row)
+        torch.testing.assert_close(one.mean, alone.mean, rtol=1e-9, atol=1e-11)
+        if alone.scale is not None:
+            torch.testing.assert_close(one.scale, alone.scale, rtol=1e-9, atol=1e-11)
+        for key in ("error_after", "steps", "scale_mean"):
+            np.testing.assert_allclose(history_array(one, key), history_array(alone, key), rtol=1e-9, atol=1e-11)
+    assert not torch.allclose(batched.mean[0], batched.mean[1])
+
+
+def test_seeded_backprop2_learners_refuse_what_they_cannot_batch():
+    with pytest.raises(ValueError, match="full-batch"):
+        train_backprop2(MODEL, TASKS, seeds=[0, 1], loop=InnerLoop(max_steps=2, batch_size=5), **LEARNER)
+    with pytest.raises(ValueError, match="error_scale='constant'"):
+        train_backprop2(MODEL, TASKS, seeds=[0, 1], error_scale="dE", **LEARNER)
+    learner = train_backprop2(MODEL, TASKS, rule="quadratic", seeds=[0, 1], loop=InnerLoop(max_steps=2), **LEARNER)
+    batch = TASKS.sample(2, 5, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"holds 2 seeds; take one with model.seed\(row\)"):
+        learner.adapt(MODEL, batch.x_support, batch.y_support)
+    assert learner.seed(0).adapt(MODEL, batch.x_support, batch.y_support).params.shape == (2, MODEL.n_params)
