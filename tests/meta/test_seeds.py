@@ -149,3 +149,38 @@ def test_seeded_backprop2_learners_refuse_what_they_cannot_batch():
     with pytest.raises(ValueError, match=r"holds 2 seeds; take one with model.seed\(row\)"):
         learner.adapt(MODEL, batch.x_support, batch.y_support)
     assert learner.seed(0).adapt(MODEL, batch.x_support, batch.y_support).params.shape == (2, MODEL.n_params)
+
+
+# ----------------------------------------------------------------------------- evaluation over seeds
+from backprop2lib.meta import evaluate_adaptation  # noqa: E402
+from backprop2lib.optim import Curve, compare_curves  # noqa: E402
+from backprop2lib.stats import summarise_seeds  # noqa: E402
+
+
+def test_evaluating_s_starts_at_once_equals_evaluating_each_start_alone():
+    starts = torch.stack([_start(s) for s in (1, 2, 3)]).float()  # the evaluation tasks are float32
+    kw = dict(n_tasks=7, k_shot=5, steps=3, inner_lr=0.02, grid_points=50, seed=4)
+    curve = evaluate_adaptation(MODEL, starts, TASKS, **kw)
+    assert curve.n_seeds == 3 and curve.n_rows == 21 and curve.by_seed(2).shape == (3, 7)
+    for s in range(3):
+        alone = evaluate_adaptation(MODEL, starts[s], TASKS, **kw)
+        for step in range(4):
+            np.testing.assert_allclose(curve.by_seed(step)[s], alone.at(step), rtol=1e-5)
+    summary = curve.seed_summary(3)
+    ref = summarise_seeds(curve.by_seed(3))
+    assert summary.mean == ref.mean and summary.ci95 == ref.ci95 and summary.n_seeds == 3
+    with pytest.raises(ValueError, match=r"params: expected a flat start \[\d+\] or one per seed"):
+        evaluate_adaptation(MODEL, starts[None], TASKS, **kw)
+
+
+def test_curves_over_seeds_compare_paired_and_refuse_mismatched_rows():
+    rng = np.random.default_rng(0)
+    base = rng.normal(1.0, 0.1, size=(3, 5)) + np.array([[0.0], [0.5], [1.0]])  # a seed effect, shared
+    a = Curve("a", np.stack([base.ravel(), base.ravel() - 0.2]), n_seeds=3)
+    b = Curve("b", np.stack([base.ravel(), base.ravel() + rng.normal(0, 0.01, 15)]), n_seeds=3)
+    assert compare_curves(a, b).verdict == "lower"  # step 1: a is 0.2 lower on every seed
+    assert compare_curves(a, b, 0, 0).verdict == "not distinguishable"  # step 0: identical
+    with pytest.raises(ValueError, match="same seeds and test rows"):
+        compare_curves(a, Curve("c", np.ones((2, 15)), n_seeds=5))
+    with pytest.raises(ValueError, match="n_seeds: 15 rows do not split into 4 seeds"):
+        Curve("d", np.ones((2, 15)), n_seeds=4)

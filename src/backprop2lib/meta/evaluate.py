@@ -52,15 +52,27 @@ def evaluate_adaptation(
     error above ``diverged_above``) stay in the curve as they are and are counted, not
     averaged, by :meth:`Curve.summary`. The curve's rows are the tasks, its records the steps
     0..``steps``; ``labels`` holds ``k_shot`` and ``inner_lr``.
+
+    ``params [S, P]`` (one start per training seed) adapts every seed's start to the same tasks
+    in one batch: the curve has ``n_seeds`` = S and rows seed-major (seed s, task t is row
+    ``s·n_tasks + t``), and row s·n_tasks + t equals task t of the run with ``params[s]`` alone.
     """
+    if params.dim() not in (1, 2) or params.shape[-1] != model.n_params:
+        raise ValueError(f"params: expected a flat start [{model.n_params}] or one per seed [S, {model.n_params}], "
+                         f"got {tuple(params.shape)}")
     generator = torch.Generator().manual_seed(seed)
     batch = tasks.sample(n_tasks, k_shot, 0, generator=generator, device=device)
     x_grid = tasks.grid(grid_points, device=device).expand(n_tasks, grid_points).unsqueeze(-1)
     y_grid = tasks.target(batch.truth, x_grid)
+    n_seeds = 1 if params.dim() == 1 else params.shape[0]
+    if params.dim() == 2:  # every seed's start on every task: rows seed-major, the tasks repeated per seed
+        params = params.repeat_interleave(n_tasks, dim=0)
+        batch = TaskBatch(*(t.repeat(n_seeds, *([1] * (t.dim() - 1))) for t in batch._fields()))
+        x_grid, y_grid = x_grid.repeat(n_seeds, 1, 1), y_grid.repeat(n_seeds, 1, 1)
     params = as_tuple(model, params.detach().to(device))
     mse = _grid_mse_per_step(model, params, batch, x_grid, y_grid, steps, inner_lr)
     return Curve(method, mse.double().cpu().numpy(), diverged_above=diverged_above,
-                 labels={"k_shot": k_shot, "inner_lr": inner_lr})
+                 labels={"k_shot": k_shot, "inner_lr": inner_lr}, n_seeds=n_seeds)
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ error.
 - :mod:`.errors`: :class:`DivergenceError`, which always says where.
 """
 
-from .curve import Curve
+from .curve import Curve, compare_curves
 from .errors import DivergenceError
 from .line_search import LineSearch, line_search
 from .loop import run
@@ -20,6 +20,6 @@ from .terminator import DynamicTerminator
 from .tune import LR_GRID, LRChoice, half_decades, tune_lr
 
 __all__ = [
-    "Curve", "DivergenceError", "LineSearch", "line_search", "run", "NAG", "SGD", "STEPPERS", "Adam", "RMSprop",
+    "Curve", "compare_curves", "DivergenceError", "LineSearch", "line_search", "run", "NAG", "SGD", "STEPPERS", "Adam", "RMSprop",
     "Stepper", "DynamicTerminator", "LR_GRID", "LRChoice", "half_decades", "tune_lr",
 ]

@@ -14,7 +14,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from ..stats import Summary, summarise
+from ..stats import Comparison, SeedSummary, Summary, compare_seeds, summarise, summarise_seeds
 
 
 def _check_int(name: str, value, *, low: int) -> int:
@@ -34,6 +34,10 @@ class Curve:
     summary. ``seconds[i]`` is the cumulative wall time of the run up to ``steps[i]`` (evaluation
     excluded), when it was timed. ``labels`` carries what the curve is of (e.g. ``k_shot``,
     ``inner_lr``), ``info`` what the stepper reported, ``params`` the final parameters ``[B, P]``.
+
+    With ``n_seeds`` = S > 1 the rows are S training seeds × T test rows, seed-major (row
+    ``s·T + t`` is seed s on test row t, the same test rows for every seed): :meth:`by_seed` and
+    :meth:`seed_summary` read them per seed, and :func:`compare_curves` compares across seeds.
     """
 
     name: str
@@ -46,6 +50,7 @@ class Curve:
     labels: Mapping[str, object] = field(default_factory=dict)
     info: Mapping[str, object] = field(default_factory=dict)
     params: torch.Tensor | None = None
+    n_seeds: int = 1
 
     def __post_init__(self) -> None:
         losses = np.asarray(self.losses, dtype=np.float64)
@@ -66,6 +71,9 @@ class Curve:
             if seconds.shape != steps.shape:
                 raise ValueError(f"seconds: expected one time per record ({steps.size}), got shape {seconds.shape}")
             object.__setattr__(self, "seconds", seconds)
+        n_seeds = _check_int("n_seeds", self.n_seeds, low=1)
+        if losses.shape[1] % n_seeds:
+            raise ValueError(f"n_seeds: {losses.shape[1]} rows do not split into {n_seeds} seeds of equal size")
 
     # ---------------------------------------------------------------- shape
     @property
@@ -104,6 +112,15 @@ class Curve:
     def summary(self, step=None, *, interval: str = "normal") -> Summary:
         """Mean and 95% CI at ``step`` over the rows; diverged rows are counted, not averaged."""
         return summarise(self.at(step), diverged_above=self.diverged_above, interval=interval)
+
+    def by_seed(self, step=None) -> np.ndarray:
+        """The losses at ``step`` (default: the last) as ``[seeds, test rows]``; NaN where diverged."""
+        return self.at(step).reshape(self.n_seeds, -1)
+
+    def seed_summary(self, step=None) -> SeedSummary:
+        """Across seeds at ``step``: each seed's mean over its test rows, their mean and Student-t
+        95% interval, and the pooled test-row interval beside it (see :func:`stats.summarise_seeds`)."""
+        return summarise_seeds(self.by_seed(step), diverged_above=self.diverged_above)
 
     def summaries(self, *, interval: str = "normal") -> list[Summary]:
         return [self.summary(int(s), interval=interval) for s in self.steps]
@@ -150,3 +167,16 @@ def concatenate(parts: list[Curve]) -> Curve:
     return Curve(first.name, np.concatenate([p.losses for p in parts], axis=1),
                  np.concatenate([p.diverged_at for p in parts]), first.steps, seconds, first.problem,
                  first.diverged_above, dict(first.labels), dict(first.info), params)
+
+
+def compare_curves(a: Curve, b: Curve, step_a: int | None = None, step_b: int | None = None) -> Comparison:
+    """``a`` at ``step_a`` against ``b`` at ``step_b`` (default: each curve's last) across training seeds.
+
+    Paired (per-seed differences over shared test rows, :func:`stats.compare_seeds`) when both
+    curves have the same seeds and test rows; both need at least two seeds for a verdict other
+    than "not distinguishable"."""
+    if a.n_seeds != b.n_seeds or a.n_rows != b.n_rows:
+        raise ValueError(f"a, b: expected curves over the same seeds and test rows, got {a.n_seeds} × "
+                         f"{a.n_rows // a.n_seeds} and {b.n_seeds} × {b.n_rows // b.n_seeds}")
+    return compare_seeds(a.by_seed(step_a), b.by_seed(step_b), paired=True,
+                         diverged_above=min(a.diverged_above, b.diverged_above))
