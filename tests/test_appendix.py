@@ -56,7 +56,39 @@ def test_benchmark_page_nests_result_files_without_skipping_heading_levels(tmp_p
 def test_write_pages_rewrites_only_what_changed(tmp_path):
     _chapter(tmp_path, "01_fresh.ipynb")
     first = write_pages(tmp_path)
-    assert [p.name for p in first] == ["reproducibility.md", "benchmarks.md"]
+    assert [p.name for p in first] == ["reproducibility.md", "benchmarks.md", "findings.md"]
     mtimes = [p.stat().st_mtime_ns for p in first]
     write_pages(tmp_path)
     assert [p.stat().st_mtime_ns for p in first] == mtimes
+
+
+def _claims_chapter(root, name, lines, *, seeds_line=None):
+    text = "\n".join(([seeds_line] if seeds_line else []) + lines) + "\n"
+    cell = new_code_cell("# NBVAL_CHECK_OUTPUT\ncheck()")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+    other = new_code_cell("print(2)")
+    other.outputs = [nbformat.v4.new_output("stream", name="stdout", text="Not a claim: True\n")]
+    nb = new_notebook(cells=[new_markdown_cell(f"# Title of {name}"), other, cell])
+    add_stamp(nb, compute_stamp(nb, "paper"), device="cpu", wall_time_s=1.0, executed="2026-01-02T03:04:05+00:00")
+    path = root / "notebooks" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+
+
+def test_findings_page_lists_each_chapters_claims_verdicts_and_seed_count(tmp_path):
+    from backprop2lib.appendix import chapter_claims, findings_page
+
+    _claims_chapter(tmp_path, "01_seeds.ipynb", ["A beats B (K=10): True", "C loses to D: False"],
+                    seeds_line="training seeds: 3; parameters per model: 10")
+    _claims_chapter(tmp_path, "02_once.ipynb", ["E reproduces: True"])
+    nb = nbformat.read(str(tmp_path / "notebooks" / "01_seeds.ipynb"), as_version=4)
+    assert chapter_claims(nb) == ([("A beats B (K=10)", True), ("C loses to D", False)], 3)
+    page = findings_page(tmp_path)
+    assert "| 01_seeds.ipynb (Title of 01_seeds.ipynb) | 2 | 1 of 2 | 3 | paper, cpu, 2026-01-02 |" in page
+    assert "| 02_once.ipynb (Title of 02_once.ipynb) | 1 | 1 of 1 | — | paper, cpu, 2026-01-02 |" in page
+    assert "| A beats B (K=10) | holds |" in page and "| C loses to D | **does not hold** |" in page
+    assert "training seeds: one training run (no seed count printed)" in page
+    assert "Not a claim" not in page  # only the claim cells count
+    written = write_pages(tmp_path)
+    assert (tmp_path / "book" / "appendix" / "findings.md").read_text() == page
+    assert sorted(p.name for p in written) == ["benchmarks.md", "findings.md", "reproducibility.md"]

@@ -5,6 +5,9 @@
   the notebook is fresh (its stamp matches the current code cells and library sources).
 * ``benchmarks.md``: the result tables that ``benchmarks/`` scripts wrote to
   ``benchmarks/results/*.md``.
+* ``findings.md``: the book's scoreboard, every chapter's claims with their verdicts as the
+  committed claim cells (``# NBVAL_CHECK_OUTPUT``) printed them, the training seeds they were
+  read over, and the run that produced them.
 
 It is also a Sphinx extension (listed in ``_config.yml``): every book build writes both
 pages into ``book/appendix/`` before Sphinx reads its sources, so the appendix can never be
@@ -85,6 +88,66 @@ implementations within one run.
 """
 
 
+CLAIM_LINE = re.compile(r"^(?P<statement>.+): (?P<verdict>True|False)$")
+SEEDS_LINE = re.compile(r"training seeds:\s*(\d+)")
+
+
+def chapter_claims(nb: nbformat.NotebookNode) -> tuple[list[tuple[str, bool]], int | None]:
+    """The claims a notebook's claim cells printed (``statement: True|False`` lines, in order) and the
+    training seeds they printed (None where no cell says)."""
+    claims, seeds = [], None
+    for cell in nb.cells:
+        if cell.cell_type != "code" or "NBVAL_CHECK_OUTPUT" not in cell.source:
+            continue
+        for output in cell.get("outputs", []):
+            text = output.get("text", "") if output.get("output_type") == "stream" else \
+                output.get("data", {}).get("text/plain", "")
+            for line in ("".join(text) if isinstance(text, list) else text).splitlines():
+                m = CLAIM_LINE.match(line.strip())
+                if m:
+                    claims.append((m.group("statement"), m.group("verdict") == "True"))
+                found = SEEDS_LINE.search(line)
+                if found:
+                    seeds = int(found.group(1))
+    return claims, seeds
+
+
+def findings_page(root: str | Path) -> str:
+    root = Path(root)
+    summary, sections = [], []
+    for record in chapter_records(root):
+        if "error" in record:
+            summary.append([record["notebook"], "—", "—", "—", "—", record["error"]])
+            continue
+        nb = nbformat.read(str(root / "notebooks" / record["notebook"]), as_version=4)
+        claims, seeds = chapter_claims(nb)
+        held = sum(v for _, v in claims)
+        seeds_text = str(seeds) if seeds is not None else "one training run (no seed count printed)"
+        run = "never run by the runner" if record["profile"] is None else \
+            f"{record['profile']}, {record['device']}, {(record['executed'] or '—')[:10]}" + \
+            ("" if record["fresh"] else " (**not fresh**: code or library changed since)")
+        summary.append([f"{record['notebook']} ({record['title']})", str(len(claims)), f"{held} of {len(claims)}",
+                        str(seeds) if seeds is not None else "—", run])
+        rows = [[statement, "holds" if verdict else "**does not hold**"] for statement, verdict in claims]
+        sections.append(f"## {record['title']}\n\n`{record['notebook']}`; training seeds: {seeds_text}; "
+                        f"run: {run}.\n\n" + (markdown_table(["claim", "verdict"], rows) if rows else
+                                               "This chapter's claim cells printed no claims."))
+    table = markdown_table(["chapter", "claims", "holding", "training seeds", "run"], summary) if summary else \
+        "No chapter notebooks found."
+    return f"""# Findings
+
+Every chapter ends with a claim cell: each directional statement of its findings (beats, loses,
+reproduces, tracks) is computed from the run and printed as a verdict, and the notebook stops if
+one does not hold. This page gathers those verdicts as the committed notebooks printed them, at
+every book build: the book's scoreboard. *Training seeds* is how many independently trained
+models each verdict was read over (the interval across seeds); a chapter that prints no seed
+count was trained once, and its intervals are over test tasks only.
+
+{table}
+
+""" + "\n\n".join(sections) + "\n"
+
+
 def _demote_headings(text: str) -> str:
     """Renumber a result file's heading levels to ##, ###, ... in order of depth, so it nests
     under this page's title without skipping a level (the book builds with warnings as errors)."""
@@ -112,12 +175,14 @@ table are what to compare: absolute times depend on the machine and its load.
 
 
 def write_pages(root: str | Path) -> list[Path]:
-    """Write both appendix pages under ``root/book/appendix``; rewrite only what changed."""
+    """Write the appendix pages under ``root/book/appendix``; rewrite only what changed."""
     root = Path(root)
     out_dir = root / APPENDIX_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in (("reproducibility.md", reproducibility_page(root)), ("benchmarks.md", benchmarks_page(root))):
+    pages = (("reproducibility.md", reproducibility_page(root)), ("benchmarks.md", benchmarks_page(root)),
+             ("findings.md", findings_page(root)))
+    for name, text in pages:
         path = out_dir / name
         if not path.exists() or path.read_text() != text:  # unchanged files keep Sphinx's cache valid
             path.write_text(text)

@@ -40,13 +40,16 @@ def plot_curves(ax, curves: Sequence, *, x: str = "steps", interval: str = "t", 
     curve in its method's colour, against the recorded steps or the run's wall time.
 
     ``interval``: ``"t"`` (Student's t: a handful of seeds or models) or ``"normal"`` (hundreds of
-    tasks or instances). Diverged rows are left out of the band (the tables count them).
+    tasks or instances). Diverged rows are left out of the band (the tables count them). A curve over
+    several training seeds (``n_seeds`` > 1) is drawn across seeds: the mean of the seeds' means and
+    its Student-t band (:meth:`Curve.seed_summary`), whatever ``interval`` says.
     """
     if x not in ("steps", "seconds"):
         raise ValueError(f"x: expected 'steps' or 'seconds', got {x!r}")
     for curve in curves:
         xs = curve.steps if x == "steps" else curve.seconds
-        summaries = curve.summaries(interval=interval)
+        summaries = ([curve.seed_summary(int(s)) for s in curve.steps] if curve.n_seeds > 1
+                     else curve.summaries(interval=interval))
         mean = np.array([s.mean for s in summaries])
         ci = np.nan_to_num(np.array([s.ci95 for s in summaries]))  # one row left: no band
         color = methods.color(curve.name)
@@ -81,9 +84,12 @@ def plot_summaries(ax, xs: Sequence, summaries: Mapping[str, Sequence], *, xlabe
 
 
 def plot_training_losses(ax, results: Sequence, *, window: int = 500, title: str = "") -> None:
-    """Training loss per iteration, smoothed by a moving average of ``window`` iterations."""
+    """Training loss per iteration, smoothed by a moving average of ``window`` iterations (a run over
+    several seeds, losses ``[iterations, S]``: the mean over its seeds)."""
     for r in results:
         losses = np.asarray(r.losses, dtype=float)
+        if losses.ndim == 2:
+            losses = losses.mean(axis=1)
         w = max(1, min(window, len(losses) // 5 or 1))
         smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
         ax.plot(np.arange(len(smooth)) + w, smooth, color=methods.color(r.method), label=r.method)

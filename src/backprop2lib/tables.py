@@ -33,6 +33,28 @@ def settings_table(settings, names: Sequence[str] | None = None) -> str:
     return markdown_table(["setting", "value"], [[n, show(getattr(settings, n))] for n in names])
 
 
+def seed_adaptation_table(curves: Sequence, steps: Sequence[int]) -> str:
+    """Method × (K, steps) table of grid MSE over training seeds: the mean of the seeds' means ± its
+    Student-t 95% half-width across seeds, then in brackets the pooled test-task half-width, and the
+    diverged (seed, task) pairs, counted.
+
+    ``curves``: adaptation curves over seeds (``Curve.n_seeds`` >= 1), labelled with ``k_shot``."""
+    ks = sorted({c.labels["k_shot"] for c in curves})
+    methods = list(dict.fromkeys(c.name for c in curves))
+    by_key = {(c.name, c.labels["k_shot"]): c for c in curves}
+    headers = ["method"] + [f"K={k}, {s} step{'s' if s != 1 else ''}" for k in ks for s in steps]
+
+    def cell(c, step) -> str:
+        if c is None:
+            return "—"
+        s = c.seed_summary(step)
+        text = f"{s.mean:.3g} ± {s.ci95:.2g} (tasks ± {s.tasks.ci95:.2g})"
+        return text + (f", {s.n_diverged} diverged" if s.n_diverged else "")
+
+    rows = [[m] + [cell(by_key.get((m, k)), s) for k in ks for s in steps] for m in methods]
+    return markdown_table(headers, rows)
+
+
 def adaptation_table(curves: Sequence, steps: Sequence[int]) -> str:
     """Method x (K, steps) table of grid MSE, mean ± 95% CI, with diverged tasks counted.
 
