@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from backprop2lib.tasks import TaskFamily
-from backprop2lib.tasks.mixed_sinusoid import MixedSinusoidTasks  # exported from tasks once a chapter uses it
+from backprop2lib.tasks import MixedSinusoidTasks, TaskFamily
 
 
 def gen(seed: int) -> torch.Generator:
