@@ -111,3 +111,18 @@ def test_plane_wave_is_seeded_and_checks_arguments():
         plane_wave(0)
     with pytest.raises(ValueError, match="noise"):
         plane_wave(5, noise=-1.0)
+
+
+def test_classify_endpoints_reads_the_gradient_and_the_smallest_eigenvalue():
+    from backprop2lib.second_order.toy import classify_endpoints, double_well, saddle_well
+
+    x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.5, 0.5], [1.0 + 1e-6, 0.0]], dtype=torch.float64)
+    assert classify_endpoints(saddle_well, x) == ["saddle or maximum", "minimum", "minimum", "not stationary",
+                                                  "minimum"]
+    # the double well's maximum at 0 is "saddle or maximum"; a loose tolerance counts a nearby point as stationary
+    assert classify_endpoints(double_well, torch.tensor([[0.0], [0.3]], dtype=torch.float64)) == [
+        "saddle or maximum", "not stationary"]
+    assert classify_endpoints(double_well, torch.tensor([[0.3]], dtype=torch.float64), grad_tol=1.0) == [
+        "saddle or maximum"]
+    with pytest.raises(ValueError, match="grad_tol"):
+        classify_endpoints(double_well, torch.tensor([[0.3]], dtype=torch.float64), grad_tol=0.0)

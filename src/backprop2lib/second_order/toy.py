@@ -179,3 +179,21 @@ def cubic_u(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> dict[
     g_v = (g * v).sum(-1).abs()
     lam0 = lam[..., 0]
     return {"u": t * g_v / lam0 ** 2, "lambda": lam0, "g": g_v, "t": t, "direction": v}
+
+
+ENDPOINTS = ("minimum", "saddle or maximum", "not stationary")
+"""What :func:`classify_endpoints` calls a point."""
+
+
+def classify_endpoints(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *,
+                       grad_tol: float = 1e-4) -> list[str]:
+    """For each point of ``x: [M, d]``: ``"minimum"`` (‖∇f‖ < ``grad_tol``, smallest Hessian
+    eigenvalue > 0), ``"saddle or maximum"`` (‖∇f‖ < ``grad_tol``, smallest eigenvalue <= 0) or
+    ``"not stationary"``: where a run of a step rule ended, read from the function itself."""
+    if not grad_tol > 0:
+        raise ValueError(f"grad_tol: expected a positive tolerance, got {grad_tol!r}")
+    _, g, H = derivatives(f, x)
+    stationary = g.norm(dim=-1) < grad_tol
+    convex = torch.linalg.eigvalsh(H)[:, 0] > 0
+    return [ENDPOINTS[2] if not s else ENDPOINTS[0] if c else ENDPOINTS[1]
+            for s, c in zip(stationary.tolist(), convex.tolist())]
