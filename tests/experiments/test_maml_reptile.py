@@ -76,12 +76,12 @@ def tuning(trained):
 def test_smoke_settings_are_the_ones_the_notebook_uses():
     s = Settings.for_profile("smoke")
     assert (s.iterations, s.seeds, s.mse_ratio_required, s.timing_repeats, s.loss_window) == \
-        (4_000, (0, 1, 2), 2.5, 20, 100)
-    assert (s.eval_tasks, s.eval_steps, s.eval_k_shots, s.grid_points) == (600, 10, (5, 10), 1000)
+        (2_500, (0, 1, 2), 2.5, 20, 100)
+    assert (s.eval_tasks, s.eval_steps, s.eval_k_shots, s.grid_points) == (600, 10, (5, 10), 100)
     assert (s.layers, s.activation, s.meta_batch, s.k_shot, s.k_query) == ((1, 40, 40, 1), "relu", 25, 10, 10)
     assert (s.inner_mse_lr, s.meta_lr, s.reptile_inner_steps, s.reptile_outer_lr) == (0.01, 1e-3, 5, 1.0)
     assert (s.family_seed, s.eval_seed, s.fit_seed, s.timing_seed, s.tune_seed) == (3, 2024, 11, 5, 77)
-    assert (s.tune_mse_lrs, s.tune_tasks, s.tune_k_shot) == ((0.0025, 0.005, 0.01, 0.02, 0.04), 200, 10)
+    assert (s.tune_mse_lrs, s.tune_tasks, s.tune_k_shot) == ((0.0025, 0.005, 0.01, 0.02, 0.04), 100, 10)
     assert (s.family_tasks, s.family_k_shot, s.fit_k_shot, s.fit_steps) == (6, 10, 5, (0, 1, 10))
     assert (s.large_mse_lr, s.large_k_shot, s.large_steps) == (0.05, 5, 10)
     # the MSE steps become steps on E: α = 0.01 is 0.02, the large step 0.05 is 0.1
@@ -99,7 +99,8 @@ def test_paper_has_three_seeds_and_full_the_published_scale_with_ten():
     # only the profile-dependent sizes differ between profiles; smoke and paper share their seeds (the claim
     # cell prints the seed count, and nbval compares it with the committed paper output)
     differ = {f.name for f in dataclasses.fields(Settings) if getattr(smoke, f.name) != getattr(paper, f.name)}
-    assert differ == {"iterations", "mse_ratio_required", "timing_repeats", "loss_window"}
+    assert differ == {"iterations", "mse_ratio_required", "timing_repeats", "loss_window", "grid_points", "tune_tasks"}
+    assert (paper.grid_points, paper.tune_tasks) == (1000, 200)
     assert {f.name for f in dataclasses.fields(Settings) if getattr(full, f.name) != getattr(paper, f.name)} == \
         {"iterations", "seeds"}
 

@@ -501,3 +501,9 @@ def test_findings_give_every_number_the_chapter_quotes():
     assert values["seeds_wave"] == "2" and values["wave_steps"] == "4"
     assert values["wave_b7_tuned_choice"] == ch4.newton_choice(results.wave, "block Newton (backprop2, b=7), tuned").best
     assert values["wave_b7_ls_vs_gd_ls"] in ("lower than", "higher than", "not distinguishable from")
+
+
+def test_findings_numbers_are_written_without_exponents():
+    curve = Curve("x", np.array([[1.0] * 4, [0.00283, 0.00293, 0.00273, 0.00283]]), steps=np.array([0, 1]), n_seeds=4)
+    assert ch4._mean_ci(curve) == "0.00283 ± 0.00013"  # the half-width to two significant digits
+    assert ch4._ms(0.339) == "339" and ch4._ms(0.00084) == "0.84" and ch4._ms(0.0206) == "21"

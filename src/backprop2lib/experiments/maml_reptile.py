@@ -66,9 +66,10 @@ class Settings:
     scored on a dense grid of 1,000 points. The paper trains once; we train 3 seeds in ``paper``
     and 10 in ``full``. Reductions in ``paper``: 30,000 meta-iterations instead of 70,000 (three
     seeds of every method must fit in the chapter's 15 minutes on 2 CPU cores; ``full`` has the
-    70,000). Reductions in ``smoke`` (CI): 4,000 meta-iterations, the required MAML advantage over
-    the baseline after one step 2.5× instead of 5×, 20 timing repeats instead of 100 and a
-    training-loss smoothing window of 100 iterations instead of 1,000; its 3 seeds are
+    70,000). Reductions in ``smoke`` (CI): 2,500 meta-iterations, the required MAML advantage over
+    the baseline after one step 2.5× instead of 5×, held-out functions scored on 100 grid points
+    instead of 1,000, the step tuned on 100 validation tasks instead of 200, 20 timing repeats
+    instead of 100 and a training-loss smoothing window of 100 iterations instead of 1,000; its 3 seeds are
     ``paper``'s, so the claim cell prints the same lines.
 
     Not published settings, ours: Reptile's inner loop (5 steps at α = 0.01 on the 20 points MAML
@@ -131,7 +132,11 @@ class Settings:
         """The chapter's settings in ``profile`` (``smoke``, ``paper`` or ``full``; None: the environment's)."""
         p = resolve_profile(profile)
         return cls(
-            iterations=p.select(smoke=4_000, paper=30_000, full=70_000),
+            iterations=p.select(smoke=2_500, paper=30_000, full=70_000),
+            # smoke (CI, <= 90 s): the held-out functions scored on 100 grid points instead of 1,000
+            # (scoring is most of the evaluation's cost), and the step tuned on 100 validation tasks
+            grid_points=p.select(smoke=100, paper=1000),
+            tune_tasks=p.select(smoke=100, paper=200),
             seeds=p.select(smoke=(0, 1, 2), paper=(0, 1, 2), full=tuple(range(10))),
             mse_ratio_required=p.select(smoke=2.5, paper=5.0),
             timing_repeats=p.select(smoke=20, paper=100),

@@ -997,9 +997,19 @@ def check_claims(results: Results) -> Claims:
     return claims
 
 
-def _mean_ci(curve: Curve, digits: int = 2) -> str:
+def _mean_ci(curve: Curve) -> str:
+    """Mean ± across-seed half-width, both to the half-width's second significant digit."""
     s = curve.seed_summary()
-    return f"{s.mean:.{digits}g} ± {s.ci95:.{digits}g}"
+    if not (np.isfinite(s.ci95) and s.ci95 > 0):
+        return f"{s.mean:.2g}"
+    decimals = max(0, 1 - int(np.floor(np.log10(s.ci95))))
+    return f"{s.mean:.{decimals}f} ± {s.ci95:.{decimals}f}"
+
+
+def _ms(seconds: float) -> str:
+    """Milliseconds, to two significant digits but never in exponent form."""
+    ms = 1e3 * seconds
+    return f"{ms:.0f}" if ms >= 10 else f"{ms:.2g}"
 
 
 def findings(results: Results) -> dict[str, str]:
@@ -1024,7 +1034,7 @@ def findings(results: Results) -> dict[str, str]:
                           ("block Newton (backprop2, full) + line search", "full_ls"), (_NEWTON_B7_LS, "newton_b7_ls")):
             if name in curves:
                 out[f"{prefix}_{key}"] = _mean_ci(curves[name])
-                out[f"{prefix}_{key}_ms"] = f"{1e3 * curves[name].seconds_per_step:.{3 if prefix == 'wave' else 2}g}"
+                out[f"{prefix}_{key}_ms"] = _ms(curves[name].seconds_per_step)
         for name, key in ((_B7_TUNED, "b7_tuned"), (_B7_LS_TUNED, "b7_ls_tuned")):
             choice = newton_choice(comparison, name)
             out[f"{prefix}_{key}_choice"] = choice.best
