@@ -365,7 +365,13 @@ def test_findings_give_every_number_the_chapter_quotes(small_results):
     quoted = set(re.findall(r"\{glue:text\}`([A-Za-z_0-9]+)`", text))
     # SMALL sweeps kappa 0 and 0.5 and budgets 1 and 5: the names of other kappas and of 100 steps are
     # the paper run's; every other name the chapter quotes must be there
-    missing = {q for q in quoted - set(values) if not re.search(r"kappa_(0_2|1|5)_|_100_", q)}
+    missing = {q for q in quoted - set(values) if not re.search(r"kappa_(0_2|1|5)_|_100_|^ls_", q)}
     assert quoted and not missing, sorted(missing)
+    # the ls_ names are the line-search sweep's (experiments.line_search_sweep.findings)
+    sweep_names = {"ls_repeats", "ls_steps", "ls_setting", "ls_time_seconds", "ls_time_steps", "ls_time_best",
+                   "ls_time_vs_published"} | {
+        f"ls_{row}{part}" for row in ("best", "full_batch", "logistic", "relu")
+        for part in ("", "_steps", "_published", "_vs_published")}
+    assert {q for q in quoted if q.startswith("ls_")} <= sweep_names
     assert values["seeds"] == "2" and values["kappa"] == f"{small_results.sweep.chosen:g}"
     assert values["sparse_eve_vs_sgd_5_in"] in ("lower than", "higher than", "not distinguishable from")

@@ -262,3 +262,23 @@ def test_figure_has_one_tick_per_setting(result):
     right = fig.axes[1]
     assert [t.get_text() for t in right.get_xticklabels()] == [r.label for r in result.rows]
     plt.close(fig)
+
+
+def test_findings_quote_every_published_row_with_its_reproduction_verdict(result):
+    values = sweep.findings(result)
+    assert values["ls_repeats"] == "3" and values["ls_steps"] == "40"
+    for key, (parameter, value) in {"best": ("", None), "full_batch": ("batch_size", None),
+                                    "logistic": ("activation", "sigmoid"), "relu": ("activation", "relu")}.items():
+        row = result.row(parameter, value)
+        assert values[f"ls_{key}_published"] == PUBLISHED[(parameter, value)].quoted
+        assert values[f"ls_{key}"] == f"{row.errors.mean():.3g} ± {np.std(row.errors):.2g}"
+        phrase = {"lower": "lower than", "higher": "higher than", "not distinguishable": "not distinguishable from"}
+        assert values[f"ls_{key}_vs_published"] == phrase[reproduction(row).verdict]
+    t = result.timing
+    assert values["ls_time_steps"] == f"{t.steps:,}" and values["ls_time_best"] == \
+        f"{t.errors.mean():.3g} ± {np.std(t.errors):.2g}"
+    assert values["ls_time_vs_published"] in phrase.values()
+    # the published runs themselves reproduce: a row holding them reads "not distinguishable from"
+    published = with_errors(result, {(r.parameter, r.value): PUBLISHED[(r.parameter, r.value)].errors[:3]
+                                     for r in result.rows})
+    assert sweep.findings(published)["ls_best_vs_published"] == "not distinguishable from"

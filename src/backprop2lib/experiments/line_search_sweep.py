@@ -652,3 +652,34 @@ def check_claims(result: SweepResult) -> Claims:
                  "test error than batches of 50",
                  _against_best(result, result.row("batch_size", None)).verdict == "higher")
     return claims
+
+
+_PHRASES = {"lower": "lower than", "higher": "higher than", "not distinguishable": "not distinguishable from"}
+
+
+def findings(result: SweepResult, prefix: str = "ls_") -> dict[str, str]:
+    """The numbers and verdicts a chapter quotes about the sweep, as text (names start with ``prefix``).
+
+    For every row backprop2 quoted a number for (key: best, full_batch, logistic, relu): ours as
+    mean ± population sd, the quoted number exactly as the reference gives it, and the reproduction
+    verdict against the published runs as a phrase ("not distinguishable from": reproduced)."""
+    keys = {("", None): "best", ("batch_size", None): "full_batch", ("activation", "sigmoid"): "logistic",
+            ("activation", "relu"): "relu"}
+    out = {f"{prefix}repeats": str(result.settings.repeats), f"{prefix}steps": f"{result.best.n_steps:,}",
+           f"{prefix}setting": result.best.setup.describe()}
+    for r in result.rows:
+        key = keys.get((r.parameter, r.value))
+        if key is None or r.published is None:
+            continue
+        out[f"{prefix}{key}"] = _mean_sd(r.errors)
+        out[f"{prefix}{key}_steps"] = f"{r.n_steps:,}"
+        out[f"{prefix}{key}_published"] = r.published.quoted
+        out[f"{prefix}{key}_vs_published"] = _PHRASES[reproduction(r).verdict]
+    t = result.timing
+    if t is not None:  # the machine-dependent reading: the best setting after wall_seconds of one run here
+        out[f"{prefix}time_seconds"] = f"{t.seconds:g}"
+        out[f"{prefix}time_steps"] = f"{t.steps:,}"
+        out[f"{prefix}time_best"] = _mean_sd(t.errors)
+        out[f"{prefix}time_vs_published"] = _PHRASES[compare(t.errors, np.array(result.best.published.errors),
+                                                             paired=False, interval="t").verdict]
+    return out
