@@ -989,9 +989,10 @@ def check_claims(results: Results) -> Claims:
     newton_rows = [n for n in mnist.curves if "Newton" in n]
     claims.check("MNIST: tuned Adam ends lower than every block-Newton variant, tuned ones included, after the same "
                  "number of steps", all(verdict(mnist, "Adam", n).verdict == "lower" for n in newton_rows))
-    claims.check("Both problems: at the wall time tuned Adam needs for all its steps, every block-Newton variant is "
-                 "still higher", all(verdict_at_time(c, n, "Adam").verdict == "higher"
-                                     for c in (wave, mnist) for n in c.curves if "Newton" in n))
+    # MNIST only: there a block-Newton step costs about 100 Adam steps, so the verdict survives a loaded
+    # machine; on the plane wave the margin is a few steps and timing noise can flip it (glued, not asserted)
+    claims.check("MNIST: at the wall time tuned Adam needs for all its steps, every block-Newton variant is still higher",
+                 all(verdict_at_time(mnist, n, "Adam").verdict == "higher" for n in newton_rows))
     claims.check("The tuned learning rates of GD and Adam are inside their grids on both problems",
                  not any(c.at_edge for c in (*wave.tuned, *mnist.tuned) if isinstance(c, LRChoice)))
     return claims
@@ -1050,6 +1051,9 @@ def findings(results: Results) -> dict[str, str]:
                           (_B7_TUNED, "GD", "b7_tuned_vs_gd"), (_B7_LS, "GD + line search", "b7_ls_vs_gd_ls"),
                           (_B7_LS_TUNED, "GD", "b7_ls_tuned_vs_gd")):
             out[f"{prefix}_{key}"] = _PHRASES[verdict(comparison, a, b).verdict]
+        newton = [n for n in curves if "Newton" in n]
+        higher = sum(verdict_at_time(comparison, n, "Adam").verdict == "higher" for n in newton)
+        out[f"{prefix}_at_adam_time"] = "every" if higher == len(newton) else f"{higher} of the {len(newton)}"
         fractions = [np.mean(c.info["newton_fraction"]) for n, c in curves.items() if "newton_fraction" in c.info]
         out[f"{prefix}_newton_fraction"] = f"{min(fractions):.0%}–{max(fractions):.0%}"
     for name, key in (("GD", "gd"), ("Adam", "adam"), (_B7, "b7"), (_B7_LS, "b7_ls"), (_B7_LS_TUNED, "b7_ls_tuned"),
