@@ -275,10 +275,10 @@ def task_families(settings: Settings, *, device: torch.device | str = "cpu") -> 
     return Setup(model, families, init, settings.query_points, settings.k_shot, device)
 
 
-def _per_seed_errors(model: MLP, learner: ScaleModel, batch, *, loop: InnerLoop | None = None) -> np.ndarray:
-    """Query MSE ``[S, T]`` of every seed of a seeded backprop2 learner adapting to ``batch``."""
-    return np.stack([query_errors(model, learner.seed(j).adapt(model, batch.x_support, batch.y_support,
-                                                               loop=loop).params, batch.x_query, batch.y_query)
+def _per_seed_errors(model: MLP, learner: ScaleModel, batch) -> np.ndarray:
+    """Query MSE ``[S, T]`` of every seed of a seeded backprop2 learner adapting to ``batch`` (its own loop)."""
+    return np.stack([query_errors(model, learner.seed(j).adapt(model, batch.x_support, batch.y_support).params,
+                                  batch.x_query, batch.y_query)
                      for j in range(len(learner.seeds))])
 
 
