@@ -547,7 +547,7 @@ class NewtonChoice:
 
     @property
     def at_edge(self) -> bool:
-        return self.lr.at_edge or self.max_step in (self.max_step_grid[0], self.max_step_grid[-1])
+        return bool(self.edge)
 
     @property
     def edge(self) -> str:
