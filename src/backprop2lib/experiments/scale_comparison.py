@@ -119,10 +119,9 @@ def _trained(name: str, r, model: MLP, s: ComparisonSettings) -> TrainedMethod:
     if name in ("MAML", "FOMAML", "Reptile"):
         return TrainedMethod(name, sgd_adapter(model, r.params, steps=s.inner_steps, lr=s.maml_inner_lr), None,
                              r.seconds, r.params)
-    if name == "Meta-SGD":
-        return TrainedMethod(name, lambda x, y: r.adapt(model, x, y).params, r.rates, r.seconds, r.params)
-    if name == "meta-gradient scale":
-        return TrainedMethod(name, lambda x, y: r.adapt(model, x, y).params, r.scale, r.seconds, r.params)
+    if name in ("Meta-SGD", "meta-gradient scale"):  # the learned scale: Meta-SGD's rates, or σ
+        return TrainedMethod(name, lambda x, y: r.adapt(model, x, y).params,
+                             r.rates if name == "Meta-SGD" else r.scale, r.seconds, r.params)
     return TrainedMethod(name, lambda x, y: r.adapt(model, x, y).params, r.scale, r.seconds, r.mean, {"model": r})
 
 
@@ -249,7 +248,6 @@ def sweep_strength(model: MLP, tasks, init: torch.Tensor, settings: ComparisonSe
 
 FAMILIES = ("sparse", "narrow", "wide", "bumps")
 TEACHER_FAMILIES = ("sparse", "narrow", "wide")  # the families whose true scale s* is known
-SCALE_METHODS = registry.names("quartic", "quadratic", "scale_gradient")
 BACKPROP2 = registry.names("mean_only", "quadratic", "quartic")
 REGULARISED = registry.names("quadratic", "quartic")
 NATIVE, SAME = "native", "same"  # inner loops: each method's own; backprop2's for every learned start
@@ -652,11 +650,14 @@ def errors_table(comparison: Comparison, *, loop: str = NATIVE, ood: bool = Fals
     ``loop``; the training time of the batched runs summed over the families."""
     c, fs = comparison, comparison.families
     names = [f"{f} → {c.by_family[f].ood_name}" if ood else f for f in fs]
-    time = [] if loop == SAME or ood else ["training time (s)"]
-    return markdown_table(["method" if loop == NATIVE else "learned start of"] + time + names,
-                          [[m] + ([] if loop == SAME or ood else
-                                  [f"{sum(c.by_family[f].trained[m].seconds for f in fs):.0f}"])
-                           + [_cell(c.summary(f, m, loop, ood)) for f in fs] for m in METHODS])
+    timed = loop == NATIVE and not ood  # the training time once, beside the native in-distribution errors
+
+    def row(m: str) -> list[str]:
+        time = [f"{sum(c.by_family[f].trained[m].seconds for f in fs):.0f}"] if timed else []
+        return [m] + time + [_cell(c.summary(f, m, loop, ood)) for f in fs]
+
+    return markdown_table(["method" if loop == NATIVE else "learned start of"]
+                          + (["training time (s)"] if timed else []) + names, [row(m) for m in METHODS])
 
 
 def recovery_table(comparison: Comparison) -> str:
@@ -888,9 +889,6 @@ def _phrase(verdict: Verdict) -> str:
         verdict.verdict]
 
 
-_KEYS = {registry.name(k): k for k in ("maml", "meta_sgd", "scale_gradient", "mean_only", "quadratic", "quartic")}
-
-
 def findings(results: Results) -> dict[str, str]:
     """The numbers and verdicts the chapter's prose quotes, as text (glued into it by the notebook)."""
     s, c, sweep, term = results.settings, results.comparison, results.sweep, results.terminator
@@ -906,13 +904,13 @@ def findings(results: Results) -> dict[str, str]:
         out[f"collapse_{key}_error"] = _range(results.collapse.runs[name].history["error_after"][-1])
     for f in c.families:
         for m, choice in sweep.choices[f].items():
-            out[f"{f}_{_KEYS[m]}_c"] = f"{choice.best:.0e}".replace("e-0", "e-")
+            out[f"{f}_{registry.get(m).id}_c"] = f"{choice.best:.0e}".replace("e-0", "e-")
         for m in METHODS:
             for loop in (NATIVE, SAME):
                 for ood in (False, True):
                     summary = c.summary(f, m, loop, ood)
-                    out[f"{f}_{_KEYS[m]}_{loop}_{'ood' if ood else 'in'}"] = f"{summary.mean:.2g} ± {summary.ci95:.1g}"
-        others = [k for k in _KEYS.values() if k != "maml"]
+                    out[f"{f}_{registry.get(m).id}_{loop}_{'ood' if ood else 'in'}"] = f"{summary.mean:.2g} ± {summary.ci95:.1g}"
+        others = [registry.get(m).id for m in METHODS if m != registry.name("maml")]
         pairs = [(a, "maml", NATIVE, NATIVE) for a in others] + [(a, "maml", SAME, SAME) for a in others] \
             + [(a, "mean_only", loop, loop) for a in ("quadratic", "quartic", "meta_sgd", "scale_gradient", "maml")
                for loop in (NATIVE, SAME)] + [("maml", "maml", SAME, NATIVE)]
@@ -923,14 +921,14 @@ def findings(results: Results) -> dict[str, str]:
         rec = c.by_family[f].recovery
         if rec is not None:
             for m in METHODS:
-                out[f"{f}_{_KEYS[m]}_rho"] = _range([r.correlation for r in rec[m]])
-                out[f"{f}_{_KEYS[m]}_p"] = f"{max(r.p_value for r in rec[m]):.2g}"
-                out[f"{f}_{_KEYS[m]}_p_min"] = f"{min(r.p_value for r in rec[m]):.2g}"
+                out[f"{f}_{registry.get(m).id}_rho"] = _range([r.correlation for r in rec[m]])
+                out[f"{f}_{registry.get(m).id}_p"] = f"{max(r.p_value for r in rec[m]):.2g}"
+                out[f"{f}_{registry.get(m).id}_p_min"] = f"{min(r.p_value for r in rec[m]):.2g}"
         for b in BACKPROP2:
             for loop in (NATIVE, SAME):
-                out[f"{f}_{_KEYS[b]}_{loop}_over_maml"] = _range(relative_to_maml(c, f, b, loop))
+                out[f"{f}_{registry.get(b).id}_{loop}_over_maml"] = _range(relative_to_maml(c, f, b, loop))
     for m, r in scale_ratios(c).items():
-        out[f"ratio_{_KEYS[m]}"] = _range(r)
+        out[f"ratio_{registry.get(m).id}"] = _range(r)
     fixed = [name for name in term.loops if name != term.terminated]
     out["term_stopped"] = f"{term.stopped[term.terminated].mean():.0%}"
     out["term_stopped_min"] = f"{term.stopped[term.terminated].mean(1).min():.0%}"
