@@ -12,6 +12,7 @@ import pytest  # noqa: E402
 
 from backprop2lib import methods  # noqa: E402
 from backprop2lib.experiments.eve import inner_loops  # noqa: E402
+from backprop2lib.experiments.continual_learning import METHODS as CHAPTER_7  # noqa: E402
 from backprop2lib.experiments.scale_comparison import METHODS as CHAPTER_2  # noqa: E402
 from backprop2lib.optim.line_search import LineSearch  # noqa: E402
 from backprop2lib.optim.steppers import STEPPERS  # noqa: E402
@@ -22,7 +23,7 @@ from backprop2lib.recognition.class_models import METHODS as CHAPTER_5  # noqa: 
 from backprop2lib.second_order import BlockNewton  # noqa: E402
 from backprop2lib.stats import summarise  # noqa: E402
 
-CHAPTERS = (1, 2, 3, 4, 5, 6)
+CHAPTERS = (1, 2, 3, 4, 5, 6, 7)
 
 
 def test_ids_names_and_aliases_each_name_one_method():
@@ -54,6 +55,7 @@ def test_the_chapters_names_resolve_to_entries_of_that_chapter():
     assert set(methods.ids(*CHAPTER_2)) <= ids_of(2)
     assert set(CHAPTER_5) <= ids_of(5) and set(methods.ids(*BASELINES)) <= ids_of(5)
     assert set(methods.ids(*STEPPERS, "LSTM", "GRU")) == ids_of(6)
+    assert set(CHAPTER_7) == ids_of(7)
     loops = inner_loops(None, None, adam_lr=1e-2)  # chapter 3's inner loops, by the names it plots
     assert set(methods.ids(*loops, "Meta-SGD")) == ids_of(3)
     ls = LineSearch()
@@ -83,7 +85,7 @@ def test_unknown_names_raise_and_list_the_valid_ones():
     with pytest.raises(ValueError, match="expected an id or a display name"):
         methods.get(None)
     with pytest.raises(ValueError, match="chapter"):
-        methods.in_chapter(7)
+        methods.in_chapter(8)
 
 
 def test_derived_block_newton_names_take_their_rules_colour():

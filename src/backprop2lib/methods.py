@@ -38,14 +38,14 @@ METHODS: tuple[Method, ...] = (
     Method("meta_sgd", "Meta-SGD", "#b45f06", (2, 3)),
     Method("scale_gradient", "meta-gradient scale", "#674ea7", (2, 5)),
     Method("mean_only", "backprop2 mean only", "#999999", (2,)),
-    Method("quadratic", "backprop2 quadratic", "#cc0000", (2, 5)),
+    Method("quadratic", "backprop2 quadratic", "#cc0000", (2, 5, 7)),
     Method("quartic", "backprop2 quartic", "#e69138", (2, 5)),
     Method("eve", "Eve", "#bf9000", (3, 5)),
     # optimisers and inner loops (chapters 3, 4, 6)
     Method("gd", "GD", "#999999", (4,)),
     Method("gd_line_search", "GD + line search", "#444444", (3, 4), aliases=("SGD + line search",)),
     Method("adam", "Adam", "#0b5394", (3, 4, 6), aliases=("Adam (tuned)",)),
-    Method("sgd", "SGD", "#999999", (6,)),
+    Method("sgd", "SGD", "#999999", (6, 7)),
     Method("nag", "NAG", "#38761d", (6,)),
     Method("rmsprop", "RMSprop", "#6fa8dc", (6,)),
     Method("lstm", "LSTM", "#cc0000", (6,)),
@@ -61,6 +61,10 @@ METHODS: tuple[Method, ...] = (
     Method("block_newton_full_ls", "block Newton (backprop2, full) + line search", "#45818e", (4,)),
     Method("block_newton_newton_b7_ls", "block Newton (newton, b=7) + line search", "#e06666", (4,)),
     Method("block_newton_saddle_free_full_ls", "block Newton (saddle_free, full) + line search", "#e69138", (4,)),
+    # consolidation penalties (chapter 7; backprop2's learned-scale prior is "quadratic" above)
+    Method("l2", "L2", "#38761d", (7,)),
+    Method("ewc", "EWC", "#0b5394", (7,)),
+    Method("online_ewc", "online EWC", "#6fa8dc", (7,)),
     # recognition baselines (chapter 5; display names as in recognition.baselines.BASELINES)
     Method("nearest_class_mean", "nearest class mean", "#76a5af", (5,)),
     Method("knn", "kNN (k=1)", "#a64d79", (5,)),
