@@ -140,6 +140,12 @@ class Comparison:
         return self.difference.mean - self.difference.ci95
 
     @property
+    def phrase(self) -> str:
+        """The verdict as prose reads it between a and b: "lower than", "higher than", "not distinguishable from"."""
+        return {"lower": "lower than", "higher": "higher than", "not distinguishable": "not distinguishable from"}[
+            self.verdict]
+
+    @property
     def high(self) -> float:
         return self.difference.mean + self.difference.ci95
 

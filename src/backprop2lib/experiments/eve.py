@@ -635,7 +635,6 @@ def check_claims(results: Results) -> Claims:
     return claims
 
 
-_PHRASES = {"lower": "lower than", "higher": "higher than", "not distinguishable": "not distinguishable from"}
 _KEYS = {EVE: "eve", SGD_LS: "sgd", ADAM: "adam", SGD_OWN: "sgd_own", ADAM_OWN: "adam_own", META_SGD: "meta_sgd"}
 
 
@@ -662,7 +661,7 @@ def findings(results: Results) -> dict[str, str]:
         for other, ood in VERDICT_PAIRS:
             for steps in (big, small):
                 v = comparison.verdict(f, EVE, other, steps, ood, diverged_above=s.diverged_above)
-                out[f"{f}_eve_vs_{_KEYS[other]}_{steps}_{'ood' if ood else 'in'}"] = _PHRASES[v.verdict]
+                out[f"{f}_eve_vs_{_KEYS[other]}_{steps}_{'ood' if ood else 'in'}"] = v.phrase
         rhos = [rho for rho, _ in rec.eve[f]]
         out[f"{f}_rho"] = f"{min(rhos):.2f} to {max(rhos):.2f}"
         out[f"{f}_p_max"] = f"{max(p for _, p in rec.eve[f]):.2g}"

@@ -654,7 +654,6 @@ def check_claims(result: SweepResult) -> Claims:
     return claims
 
 
-_PHRASES = {"lower": "lower than", "higher": "higher than", "not distinguishable": "not distinguishable from"}
 
 
 def findings(result: SweepResult, prefix: str = "ls_") -> dict[str, str]:
@@ -674,12 +673,12 @@ def findings(result: SweepResult, prefix: str = "ls_") -> dict[str, str]:
         out[f"{prefix}{key}"] = _mean_sd(r.errors)
         out[f"{prefix}{key}_steps"] = f"{r.n_steps:,}"
         out[f"{prefix}{key}_published"] = r.published.quoted
-        out[f"{prefix}{key}_vs_published"] = _PHRASES[reproduction(r).verdict]
+        out[f"{prefix}{key}_vs_published"] = reproduction(r).phrase
     t = result.timing
     if t is not None:  # the machine-dependent reading: the best setting after wall_seconds of one run here
         out[f"{prefix}time_seconds"] = f"{t.seconds:g}"
         out[f"{prefix}time_steps"] = f"{t.steps:,}"
         out[f"{prefix}time_best"] = _mean_sd(t.errors)
-        out[f"{prefix}time_vs_published"] = _PHRASES[compare(t.errors, np.array(result.best.published.errors),
-                                                             paired=False, interval="t").verdict]
+        out[f"{prefix}time_vs_published"] = compare(t.errors, np.array(result.best.published.errors), paired=False,
+                                                   interval="t").phrase
     return out

@@ -39,7 +39,7 @@ from ..plotting import plot_curves, plot_fit, plot_training_losses
 from ..profiles import Profile, resolve_profile
 from ..optim.curve import compare_curves
 from ..optim.tune import LRChoice, choose
-from ..stats import SeedSummary
+from ..stats import Comparison, SeedSummary
 from ..tables import markdown_table, seed_adaptation_table
 from ..tasks import SinusoidTasks
 from ..timing import time_per_call
@@ -497,12 +497,17 @@ def example_fits_figure(fits: ExampleFits):
 
 # ---------------------------------------------------------------------------------------- claims
 
-def verdict(evaluation: Evaluation, a: str, b: str, *, step_a: int = 1, step_b: int = 1, k: int = 10,
-            tuned_b: bool = False) -> str:
+def comparison(evaluation: Evaluation, a: str, b: str, *, step_a: int = 1, step_b: int = 1, k: int = 10,
+               tuned_b: bool = False) -> Comparison:
     """``a`` after ``step_a`` steps against ``b`` after ``step_b`` (K = ``k``; ``b`` at its tuned step with
     ``tuned_b``), paired over training seeds (each seed's mean difference over the shared tasks, Student's t
-    across seeds): "lower", "higher" or "not distinguishable"."""
-    return compare_curves(evaluation.curve(a, k), evaluation.curve(b, k, tuned=tuned_b), step_a, step_b).verdict
+    across seeds)."""
+    return compare_curves(evaluation.curve(a, k), evaluation.curve(b, k, tuned=tuned_b), step_a, step_b)
+
+
+def verdict(evaluation: Evaluation, a: str, b: str, **kw) -> str:
+    """:func:`comparison`'s verdict: "lower", "higher" or "not distinguishable"."""
+    return comparison(evaluation, a, b, **kw).verdict
 
 
 def check_claims(results: Results) -> Claims:
@@ -534,7 +539,6 @@ def check_claims(results: Results) -> Claims:
     return claims
 
 
-_PHRASES = {"lower": "lower than", "higher": "higher than", "not distinguishable": "not distinguishable from"}
 
 
 def findings(results: Results) -> dict[str, str]:
@@ -560,7 +564,7 @@ def findings(results: Results) -> dict[str, str]:
     out["ratio_1"] = f"{at('pretrained', 1).mean / at('MAML', 1).mean:.0f}"
     for other in ("FOMAML", "Reptile"):
         for step in (1, s.eval_steps):
-            out[f"{other.lower()}_vs_maml_{step}"] = _PHRASES[verdict(ev, other, "MAML", step_a=step, step_b=step)]
+            out[f"{other.lower()}_vs_maml_{step}"] = comparison(ev, other, "MAML", step_a=step, step_b=step).phrase
     out["pre_0_to_10"] = f"{at('pretrained', 0).mean:.2f} to {at('pretrained', s.eval_steps).mean:.2f}"
     n_pairs = large.large.n_rows
     out["large_diverged"] = f"{large.n_diverged:,} of {n_pairs:,}"

@@ -884,11 +884,6 @@ def relative_to_maml(comparison: Comparison, family: str, method: str, loop: str
     return a.per_seed / b.per_seed
 
 
-def _phrase(verdict: Verdict) -> str:
-    return {"lower": "lower than", "higher": "higher than", "not distinguishable": "not distinguishable from"}[
-        verdict.verdict]
-
-
 def findings(results: Results) -> dict[str, str]:
     """The numbers and verdicts the chapter's prose quotes, as text (glued into it by the notebook)."""
     s, c, sweep, term = results.settings, results.comparison, results.sweep, results.terminator
@@ -917,7 +912,7 @@ def findings(results: Results) -> dict[str, str]:
         for a, b, loop_a, loop_b in pairs:
             for ood in (False, True):
                 v = c.verdict(f, registry.name(a), registry.name(b), loop_a, ood, loop_b=loop_b)
-                out[f"{f}_{a}_{loop_a}_vs_{b}_{loop_b}_{'ood' if ood else 'in'}"] = _phrase(v)
+                out[f"{f}_{a}_{loop_a}_vs_{b}_{loop_b}_{'ood' if ood else 'in'}"] = v.phrase
         rec = c.by_family[f].recovery
         if rec is not None:
             for m in METHODS:
@@ -940,5 +935,5 @@ def findings(results: Results) -> dict[str, str]:
     for name, n in zip(fixed, s.terminator_budgets):
         summary = summarise_seeds(term.query[name], diverged_above=term.diverged_above)
         out[f"term_fixed_{n}"] = f"{summary.mean:.2g} ± {summary.ci95:.1g}"
-        out[f"term_vs_fixed_{n}"] = _phrase(term.verdict(term.terminated, name))
+        out[f"term_vs_fixed_{n}"] = term.verdict(term.terminated, name).phrase
     return out

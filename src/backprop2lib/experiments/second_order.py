@@ -903,7 +903,6 @@ EQUIVALENCE_MARGIN = 0.2
 ± this fraction of the second one's mean final loss (an equivalence test, which noise makes fail,
 unlike overlapping intervals, which noise makes pass)."""
 
-_PHRASES = {"lower": "lower than", "higher": "higher than", "not distinguishable": "not distinguishable from"}
 
 # the block-Newton rows the claims and findings name
 _B7, _B7_LS = "block Newton (backprop2, b=7)", "block Newton (backprop2, b=7) + line search"
@@ -1046,11 +1045,11 @@ def findings(results: Results) -> dict[str, str]:
         for other, key in (("block Newton (backprop2, b=32) + line search", "b32_ls"),
                            ("block Newton (backprop2, full) + line search", "full_ls")):
             if other in curves:
-                out[f"{prefix}_{key}_vs_b7_ls"] = _PHRASES[verdict(comparison, other, _B7_LS).verdict]
+                out[f"{prefix}_{key}_vs_b7_ls"] = verdict(comparison, other, _B7_LS).phrase
         for a, b, key in ((_B7_LS, "Adam", "b7_ls_vs_adam"), (_B7_LS_TUNED, "Adam", "b7_ls_tuned_vs_adam"),
                           (_B7_TUNED, "GD", "b7_tuned_vs_gd"), (_B7_LS, "GD + line search", "b7_ls_vs_gd_ls"),
                           (_B7_LS_TUNED, "GD", "b7_ls_tuned_vs_gd")):
-            out[f"{prefix}_{key}"] = _PHRASES[verdict(comparison, a, b).verdict]
+            out[f"{prefix}_{key}"] = verdict(comparison, a, b).phrase
         newton = [n for n in curves if "Newton" in n]
         higher = sum(verdict_at_time(comparison, n, "Adam").verdict == "higher" for n in newton)
         out[f"{prefix}_at_adam_time"] = "every" if higher == len(newton) else f"{higher} of the {len(newton)}"
