@@ -163,8 +163,13 @@ def _chunk_positions(n: int, k: int, steps: int, batch: int, seed: int) -> torch
 
 def train_sequence(model: MLP, sequence: TaskSequence, plan: RowPlan, settings: TrainSettings,
                    seed_values: Sequence[int], *, device: torch.device | str = "cpu",
+                   parts: Sequence[str] = ("test", "validation"), matrix: bool = True,
                    desc: str = "continual") -> SequenceRun:
     """Train every row of ``plan`` on ``sequence``, task after task; see the module docstring.
+
+    ``parts``: which accuracy matrices to measure (the other stays NaN); ``matrix=False`` measures only
+    the last row (after the last task), which is all that tuning a strength needs and a tenth of the cost
+    of a ten-task matrix.
 
     ``seed_values[s]`` seeds seed s's network start (and, through the sequence, its permutations);
     minibatches come from :meth:`TaskSequence.minibatch_positions` with the same seed values.
@@ -176,6 +181,9 @@ def train_sequence(model: MLP, sequence: TaskSequence, plan: RowPlan, settings: 
         raise ValueError(f"seed_values: expected {sequence.n_seeds} seeds (the sequence's), got {len(seed_values)}")
     if max(plan.seed_of_row) >= sequence.n_seeds:
         raise ValueError(f"plan: rows use seed {max(plan.seed_of_row)} but the sequence has {sequence.n_seeds}")
+    unknown = sorted(set(parts) - {"test", "validation"})
+    if unknown or not parts:
+        raise ValueError(f"parts: expected a non-empty subset of ('test', 'validation'), got {tuple(parts)}")
     start_time = time.perf_counter()
     s = settings
     R, T = plan.n_rows, sequence.n_tasks
@@ -221,9 +229,11 @@ def train_sequence(model: MLP, sequence: TaskSequence, plan: RowPlan, settings: 
             check_divergence(t, stop)
             if s.eval_every:
                 curve_point(t * s.steps_per_task + stop)
-        for j in range(T):
-            test[:, t, j] = accuracy(model, flat, sequence, "test", j, rows_seed).cpu()
-            validation[:, t, j] = accuracy(model, flat, sequence, "validation", j, rows_seed).cpu()
+        if matrix or t == T - 1:
+            for part, table in (("test", test), ("validation", validation)):
+                if part in parts:
+                    for j in range(T):
+                        table[:, t, j] = accuracy(model, flat, sequence, part, j, rows_seed).cpu()
         if t == 0:
             first_solution = flat.detach().cpu().clone()
         if t == T - 1:

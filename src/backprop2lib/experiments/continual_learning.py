@@ -48,7 +48,7 @@ class Settings:
     ``paper``: the bundled 5,000 MNIST images (3,000 train / 1,000 validation / 1,000 test per task), a
     784-100-100-10 ReLU network (2-way output for split MNIST), plain SGD (step 0.1, batch 64); 1,000
     steps per task on the three permuted tasks, 500 on each of 10 permuted tasks and 400 on each of the 5
-    split tasks; λ chosen per method and benchmark from a 6-value grid on one tuning seed; 3 training
+    split tasks; λ chosen per method and benchmark from an 8-value grid (1e-4 to 1e3) on one tuning seed; 3 training
     seeds. ``smoke`` (CI) shrinks the steps, the long sequence (4 tasks), the grid and the Fisher sample;
     ``full`` takes 10 seeds and twice the steps. The EWC paper used all 60,000 MNIST images, larger
     networks (up to 1,000 units per layer), dropout and far longer training; we state our scale instead.
@@ -82,16 +82,16 @@ class Settings:
         p = resolve_profile(profile)
         return cls(
             n_seeds=p.select(smoke=3, paper=3, full=10),
-            steps=p.select(smoke=150, paper=1000, full=2000),
+            steps=p.select(smoke=120, paper=1000, full=2000),
             long_tasks=p.select(smoke=4, paper=10),
-            long_steps=p.select(smoke=100, paper=500, full=1000),
-            split_steps=p.select(smoke=100, paper=400, full=800),
-            overlap_steps=p.select(smoke=150, paper=1000, full=2000),
-            strengths=p.select(smoke=(0.1, 10.0, 1000.0), paper=(0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)),
+            long_steps=p.select(smoke=80, paper=500, full=1000),
+            split_steps=p.select(smoke=80, paper=400, full=800),
+            overlap_steps=p.select(smoke=120, paper=1000, full=2000),
+            strengths=p.select(smoke=(1e-3, 0.1, 10.0), paper=(1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0, 100.0, 1e3)),
             eval_every=p.select(smoke=50, paper=100),
-            eval_images=p.select(smoke=200, paper=500),
-            fisher_images=p.select(smoke=200, paper=500),
-            adapt_steps=p.select(smoke=30, paper=100),
+            eval_images=p.select(smoke=100, paper=500),
+            fisher_images=p.select(smoke=150, paper=300),
+            adapt_steps=p.select(smoke=20, paper=100),
         )
 
     @property
@@ -139,7 +139,8 @@ def tune_strengths(settings: Settings, benchmark: str, *, device="cpu") -> Tunin
     plan = RowPlan.grid(grid, 1)
     seq = _sequence(settings, benchmark, [settings.tuning_seed], device)
     run = train_sequence(settings.model(benchmark), seq, plan, settings.train_settings(benchmark),
-                         [settings.tuning_seed], device=device, desc=f"tuning λ, {benchmark}")
+                         [settings.tuning_seed], device=device, parts=("validation",), matrix=False,
+                         desc=f"tuning λ, {benchmark}")
     acc = average_accuracy(run.validation)
     choices = {m: choose(registry.name(m), settings.strengths,
                          [1 - float(acc[plan.rows(m, lam)[0]]) if torch.isfinite(acc[plan.rows(m, lam)[0]])
@@ -176,7 +177,7 @@ def run_benchmark(settings: Settings, benchmark: str, tuning: Tuning, *, device=
     seq = _sequence(settings, benchmark, settings.seed_values, device)
     run = train_sequence(settings.model(benchmark), seq, plan,
                          settings.train_settings(benchmark, curves=benchmark == "permuted"),
-                         settings.seed_values, device=device, desc=benchmark)
+                         settings.seed_values, device=device, parts=("test",), desc=benchmark)
     return Benchmark(benchmark, tuning, run)
 
 
@@ -411,25 +412,32 @@ def precision_figure(p: Precisions):
 # ------------------------------------------------------------------------------------------ claims
 
 def check_claims(results: Results) -> Claims:
-    """The chapter's findings, checked at seed level (paired by training seed, Student's t)."""
+    """The chapter's findings that hold at every scale it runs, checked at seed level (paired by training
+    seed, Student's t across seeds). The benchmarks' sharper verdicts need the ``paper`` budget; the text
+    quotes them from the run (:func:`findings`), they are not asserted."""
     s = results.settings
     claims = Claims()
     print(f"training seeds: {s.n_seeds} (every method, every benchmark; λ tuned on a separate seed)")
-    perm, long, split = (results.benchmarks[b] for b in BENCHMARKS)
-    claims.check("permuted, three tasks: EWC keeps task A better than plain SGD",
-                 perm.compare("ewc", "sgd", "first").verdict == "higher")
-    claims.check("permuted, long sequence: EWC's average accuracy beats plain SGD's",
-                 long.compare("ewc", "sgd", "acc").verdict == "higher")
-    claims.check("permuted, long sequence: EWC forgets less than plain SGD",
-                 long.compare("ewc", "sgd", "forgetting").verdict == "lower")
-    claims.check("split MNIST: EWC's average accuracy is not distinguishable from plain SGD's or beats it",
-                 split.compare("ewc", "sgd", "acc").verdict in ("higher", "not distinguishable"))
+    benches = results.benchmarks.values()
+    claims.check("On every benchmark, EWC's average accuracy is not lower than plain SGD's",
+                 all(b.compare("ewc", "sgd", "acc").verdict != "lower" for b in benches))
+    claims.check("On every benchmark, backprop2's learned-scale prior does not beat EWC's average accuracy",
+                 all(b.compare("quadratic", "ewc", "acc").verdict != "higher" for b in benches))
+    claims.check("On every benchmark, the uniform L2 pull does not beat EWC's average accuracy",
+                 all(b.compare("l2", "ewc", "acc").verdict != "higher" for b in benches))
+    ov = results.overlap.overlap
     big, small = max(s.squares), min(s.squares)
-    first = compare_seeds(results.overlap.overlap[big][:, :1], results.overlap.overlap[small][:, :1], paired=True)
-    claims.check("Fisher overlap in the first layer is lower for the large permuted square than the small",
-                 first.verdict == "lower")
-    claims.check("EWC's Fisher and backprop2's 1/σ² rank the parameters alike (positive ρ on every seed)",
-                 bool((results.precisions.rho > 0).all()))
+    claims.check("Fisher overlap in the first layer is lower for the large permuted square than for the small",
+                 compare_seeds(ov[big][:, :1], ov[small][:, :1], paired=True).verdict == "lower")
+    claims.check("Large permuted square: the last layer's Fisher overlap is higher than the first layer's",
+                 compare_seeds(ov[big][:, -1:], ov[big][:, :1], paired=True).verdict == "higher")
+    p = results.precisions
+    claims.check("EWC's Fisher and backprop2's 1/σ² rank the weights in opposite orders (ρ < 0 on every seed)",
+                 bool((p.rho < 0).all()))
+    dark = GROUPS.index("layer 1, dark pixels")
+    count_share = float((p.groups == dark).mean())
+    claims.check("Weights from always-dark pixels: no Fisher at all, but more than their share of backprop2's "
+                 "precision, on every seed", bool((p.share[:, dark] == 0).all() and (p.share_scale[:, dark] > count_share).all()))
     return claims
 
 
@@ -457,21 +465,26 @@ def findings(results: Results) -> dict[str, str]:
                 out[f"{key}_{m}_{metric}"] = _pct(bench.per_seed(m, metric))
             if m != "ewc":
                 for metric in ("acc", "first", "forgetting", "learning"):
-                    out[f"{key}_{m}_vs_ewc_{metric}"] = bench.compare(m, "ewc", metric).verdict
+                    out[f"{key}_{m}_vs_ewc_{metric}"] = bench.compare(m, "ewc", metric).phrase
             if m != "sgd":
-                for metric in ("acc", "first", "forgetting"):
-                    out[f"{key}_{m}_vs_sgd_{metric}"] = bench.compare(m, "sgd", metric).verdict
+                for metric in ("acc", "first", "forgetting", "learning"):
+                    out[f"{key}_{m}_vs_sgd_{metric}"] = bench.compare(m, "sgd", metric).phrase
         out[f"{key}_diverged"] = str(len(bench.run.diverged) + len(bench.tuning.run.diverged))
+        for m in PENALISED:
+            c = bench.tuning.choices[m]
+            out[f"{key}_{m}_edge"] = ("the weakest strength tried" if c.best == c.grid[0] else
+                                      "the strongest strength tried" if c.best == c.grid[-1] else "inside the grid")
     ov = results.overlap
     for sq, vals in ov.overlap.items():
         out[f"overlap_{sq}_first"] = _frac(vals[:, 0])
         out[f"overlap_{sq}_last"] = _frac(vals[:, -1])
     big, small = max(s.squares), min(s.squares)
-    out["overlap_first_verdict"] = compare_seeds(ov.overlap[big][:, :1], ov.overlap[small][:, :1], paired=True).verdict
+    out["overlap_first_verdict"] = compare_seeds(ov.overlap[big][:, :1], ov.overlap[small][:, :1], paired=True).phrase
     out["overlap_big_depth_verdict"] = compare_seeds(ov.overlap[big][:, -1:], ov.overlap[big][:, :1],
-                                                     paired=True).verdict
+                                                     paired=True).phrase
     p = results.precisions
     out["rho"] = f"{p.rho.min():.2f} to {p.rho.max():.2f}"
+    out["share_count_dark"] = f"{100 * (p.groups == GROUPS.index('layer 1, dark pixels')).mean():.1f}%"
     for g, name in enumerate(GROUPS):
         key = name.replace(",", "").replace(" ", "_")
         out[f"share_fisher_{key}"] = f"{100 * p.share[:, g].mean():.1f}%"
