@@ -302,3 +302,14 @@ def test_a_diverged_learned_scale_row_does_not_stop_the_run(split):
                              learning_rate=1e25)
     run = train_sequence(MODEL, seq, RowPlan.grid({"sgd": [0.0], "quadratic": [1.0]}, 1), settings, [5])
     assert any(d.startswith("quadratic") for d in run.diverged)
+
+
+def test_stream_seeds_are_distinct_across_seeds_streams_and_tasks():
+    from backprop2lib.continual.tasks import STREAMS, stream_seed
+
+    seen = {stream_seed(s, stream, t) for s in range(50) for stream in STREAMS for t in range(20)}
+    assert len(seen) == 50 * len(STREAMS) * 20
+    with pytest.raises(ValueError, match="stream"):
+        stream_seed(1, "init")
+    with pytest.raises(ValueError, match="task"):
+        stream_seed(1, "minibatches", 1000)

@@ -27,9 +27,21 @@ import torch
 
 from ..data.mnist import N_PIXELS, SIDE, MNIST, Split
 
-__all__ = ["PARTS", "TaskSequence", "permuted_mnist", "split_mnist", "square_pixels"]
+__all__ = ["PARTS", "STREAMS", "TaskSequence", "permuted_mnist", "split_mnist", "square_pixels", "stream_seed"]
 
 PARTS = ("train", "validation", "test")
+STREAMS = ("permutations", "start", "minibatches", "adaptations")
+
+
+def stream_seed(seed: int, stream: str, task: int = 0) -> int:
+    """The generator seed of one random stream of training seed ``seed``: its permutations, its network's
+    start, or task ``task``'s minibatches or adaptations. Distinct streams never share a generator state,
+    and a stream depends on its own seed alone (not on which other seeds are trained beside it)."""
+    if stream not in STREAMS:
+        raise ValueError(f"stream: expected one of {STREAMS}, got {stream!r}")
+    if not isinstance(task, int) or not 0 <= task < 1000:
+        raise ValueError(f"task: expected an int in 0..999, got {task!r}")
+    return (int(seed) * len(STREAMS) + STREAMS.index(stream)) * 1000 + task
 
 
 def square_pixels(square: int) -> torch.Tensor:
@@ -114,7 +126,7 @@ class TaskSequence:
     def minibatch_positions(self, task: int, steps: int, batch: int, seed_values: Sequence[int]) -> torch.Tensor:
         """Positions ``[S, steps, batch]`` among task ``task``'s training images, uniform with replacement.
 
-        Seed s's draws come from a CPU generator seeded with ``(seed_values[s], task)`` alone, so a seed's
+        Seed s's draws come from a CPU generator seeded by :func:`stream_seed` alone, so a seed's
         minibatches do not depend on which other seeds are trained beside it.
         """
         task = self._task(task)
@@ -123,7 +135,7 @@ class TaskSequence:
                              f"got {len(seed_values)}")
         n = self.size("train", task)
         return torch.stack([torch.randint(n, (steps, batch), generator=torch.Generator().manual_seed(
-            int(s) * 1000 + 7 * task + 1)) for s in seed_values])
+            stream_seed(s, "minibatches", task))) for s in seed_values])
 
 
 def _parts(split: Split, digits: Sequence[Sequence[int]] | None, n_tasks: int,
@@ -152,7 +164,7 @@ def permuted_mnist(split: Split, n_tasks: int, seed_values: Sequence[int], *, sq
                    device: torch.device | str = "cpu") -> TaskSequence:
     """``n_tasks`` permuted-MNIST tasks for each seed in ``seed_values``; task 1 is unpermuted.
 
-    Seed s's permutations come from a CPU generator seeded with ``seed_values[s]`` alone.
+    Seed s's permutations come from a CPU generator seeded by :func:`stream_seed` alone.
     ``square``: permute only the centred ``square x square`` pixels (None: all 784).
     """
     if not isinstance(n_tasks, int) or n_tasks < 1:
@@ -162,7 +174,7 @@ def permuted_mnist(split: Split, n_tasks: int, seed_values: Sequence[int], *, sq
     moved = torch.arange(N_PIXELS) if square is None else square_pixels(square)
     perms = []
     for s in seed_values:
-        g = torch.Generator().manual_seed(int(s))
+        g = torch.Generator().manual_seed(stream_seed(s, "permutations"))
         rows = [torch.arange(N_PIXELS)]
         for _ in range(n_tasks - 1):
             perm = torch.arange(N_PIXELS)

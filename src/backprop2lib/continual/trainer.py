@@ -24,7 +24,7 @@ from ..models.mlp import MLP
 from ..progress import progress_bar
 from .fisher import diagonal_fisher
 from .penalties import CONSOLIDATION, ConsolidationState, learned_scale_prior, proximal_step
-from .tasks import TaskSequence
+from .tasks import TaskSequence, stream_seed
 
 __all__ = ["RowPlan", "SequenceRun", "TrainSettings", "accuracy", "train_sequence"]
 
@@ -188,7 +188,7 @@ def train_sequence(model: MLP, sequence: TaskSequence, plan: RowPlan, settings: 
     s = settings
     R, T = plan.n_rows, sequence.n_tasks
     rows_seed = torch.tensor(plan.seed_of_row)
-    starts = torch.stack([model.flatten(model.init(generator=torch.Generator().manual_seed(int(v))))
+    starts = torch.stack([model.flatten(model.init(generator=torch.Generator().manual_seed(stream_seed(v, "start"))))
                           for v in seed_values])  # one start per seed, drawn alone
     flat = starts[rows_seed].to(device)
     methods = plan.methods
@@ -284,7 +284,7 @@ def _learned_scale(model, flat, sequence, task, rows_seed, scale_rows, s: TrainS
     idx = torch.tensor(scale_rows)
     seeds = rows_seed[idx]
     # positions [K, L, steps, B]: seed s's partition of the task's images comes from its own generator
-    per_seed = {int(v): _chunk_positions(n, K, s.adapt_steps, s.batch, int(seed_values[int(v)]) * 1000 + 7 * task + 5)
+    per_seed = {int(v): _chunk_positions(n, K, s.adapt_steps, s.batch, stream_seed(seed_values[int(v)], "adaptations", task))
                 for v in seeds.unique()}
     which = torch.stack([per_seed[int(v)] for v in seeds], 1)  # [K, L, steps, B]
     adapted = _sgd_steps(model, flat[idx].repeat(K, 1), sequence, task, seeds.repeat(K),
