@@ -483,7 +483,7 @@ def findings(results: Results) -> dict[str, str]:
     out["overlap_big_depth_verdict"] = compare_seeds(ov.overlap[big][:, -1:], ov.overlap[big][:, :1],
                                                      paired=True).phrase
     p = results.precisions
-    out["rho"] = f"{p.rho.min():.2f} to {p.rho.max():.2f}"
+    out["rho"] = f"{_frac(p.rho)} (every seed between {p.rho.min():.3f} and {p.rho.max():.3f})"
     out["share_count_dark"] = f"{100 * (p.groups == GROUPS.index('layer 1, dark pixels')).mean():.1f}%"
     for g, name in enumerate(GROUPS):
         key = name.replace(",", "").replace(" ", "_")
