@@ -233,7 +233,7 @@ def _cited_keys() -> dict[str, list[str]]:
 
 
 def _normalise(text: str) -> str:
-    text = re.sub(r"[{}]", "", text)
+    text = re.sub(r"[{}]", "", text).replace("\\&", "&")  # BibTeX escapes & as \&; the page shows &
     text = text.replace("--", "\u2013")
     return " ".join(text.split()).lower()
 
