@@ -141,10 +141,9 @@ def tune_strengths(settings: Settings, benchmark: str, *, device="cpu") -> Tunin
     run = train_sequence(settings.model(benchmark), seq, plan, settings.train_settings(benchmark),
                          [settings.tuning_seed], device=device, parts=("validation",), matrix=False,
                          desc=f"tuning λ, {benchmark}")
-    acc = average_accuracy(run.validation)
+    error = (1 - average_accuracy(run.validation)).nan_to_num(nan=float("inf"))  # a diverged row scores inf
     choices = {m: choose(registry.name(m), settings.strengths,
-                         [1 - float(acc[plan.rows(m, lam)[0]]) if torch.isfinite(acc[plan.rows(m, lam)[0]])
-                          else float("inf") for lam in settings.strengths]) for m in PENALISED}
+                         [float(error[plan.rows(m, lam)[0]]) for lam in settings.strengths]) for m in PENALISED}
     return Tuning(benchmark, choices, run)
 
 
@@ -201,8 +200,9 @@ def fisher_overlap_by_depth(settings: Settings, strength: float, *, device="cpu"
         seq = permuted_mnist(split, 2, settings.seed_values, square=square, device=device)
         plan = RowPlan.grid({"ewc": (strength,)}, settings.n_seeds)
         ts = TrainSettings(settings.overlap_steps, settings.batch, settings.learning_rate,
-                           fisher_images=settings.fisher_images, adaptations=2, adapt_steps=1)
-        final = _final_parameters(model, seq, plan, ts, settings, device, f"overlap, {square}x{square} square")
+                           fisher_images=settings.fisher_images)  # EWC's Fisher of task A
+        final = train_sequence(model, seq, plan, ts, settings.seed_values, device=device, parts=("test",),
+                               matrix=False, desc=f"overlap, {square}x{square} square").final_solution.to(device)
         rows = torch.arange(settings.n_seeds)
         n = settings.fisher_images
         fishers = []
@@ -210,16 +210,11 @@ def fisher_overlap_by_depth(settings: Settings, strength: float, *, device="cpu"
             x, y = seq.inputs("train", task, rows, torch.arange(n).expand(len(rows), -1))
             fishers.append(diagonal_fisher(model, final, x, y))
         per_layer = []
-        for k in range(model.n_layers):
-            cols = torch.cat([torch.arange(s.start, s.stop) for _, s in slices[2 * k:2 * k + 2]])
+        for k in range(model.n_layers):  # a layer's weights and bias lie side by side in the flat vector
+            cols = slice(slices[2 * k][1].start, slices[2 * k + 1][1].stop)
             per_layer.append(fisher_overlap(fishers[0][:, cols], fishers[1][:, cols]))
         out[square] = torch.stack(per_layer, -1).numpy()
     return Overlap(tuple(f"layer {k + 1}" for k in range(model.n_layers)), out, strength)
-
-
-def _final_parameters(model, seq, plan, ts, settings, device, desc) -> torch.Tensor:
-    run = train_sequence(model, seq, plan, ts, settings.seed_values, device=device, desc=desc)
-    return run.final_solution.to(device)
 
 
 # ------------------------------------------------------------------------------------------ precisions
@@ -337,7 +332,8 @@ def curves_figure(bench: Benchmark):
                                         for k in range(len(steps))] for m in METHODS}
         plot_summaries(ax, steps, summaries, xlabel="SGD steps" if j == len(axes) - 1 else "",
                        ylabel=f"task {'ABC'[j] if len(axes) <= 3 else j + 1} (%)", logy=False)
-        ax.get_legend().remove() if j else None
+        if j:  # one legend, on the top panel
+            ax.get_legend().remove()
         for t in range(1, len(run.task_names)):
             ax.axvline(steps[-1] * t / len(run.task_names), color="0.7", lw=0.8, ls=":")
     fig.tight_layout()
