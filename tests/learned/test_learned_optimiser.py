@@ -58,30 +58,38 @@ def test_flattened_update_equals_one_coordinate_at_a_time(cell, preprocess):
             for k in range(P):
                 u, per_coord[b][k] = net(grad[b:b + 1, k:k + 1], per_coord[b][k])
                 torch.testing.assert_close(u[0, 0], update[b, k], rtol=1e-12, atol=1e-14)
-    # the states are per coordinate: row b * P + k of the flat state is coordinate (b, k)
+    # the states are per coordinate: column b * P + k of the flat state is coordinate (b, k)
     for b in range(B):
         for k in range(P):
             for flat, single in zip(state, per_coord[b][k]):
-                torch.testing.assert_close(flat[b * P + k], single[0], rtol=1e-12, atol=1e-14)
+                torch.testing.assert_close(flat[:, b * P + k], single[:, 0], rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("grad_enabled", [True, False])
-def test_lstm_step_equals_nn_lstmcell_with_and_without_gradients(grad_enabled, monkeypatch):
+def test_step_equals_pytorchs_cells_with_and_without_gradients(cell, grad_enabled, monkeypatch):
     import backprop2lib.learned.optimiser as optimiser_module
 
     monkeypatch.setattr(optimiser_module, "LSTM_KERNEL_MIN_ROWS", 1)  # the multi-layer kernel even for 14 rows
-    # without gradients the optimiser runs all LSTM layers in one torch.lstm call; nn.LSTMCell is the reference
-    net = CoordinatewiseOptimiser(LearnedOptimiserConfig(cell="lstm", preprocess=10.0), seed=5).double()
+    # our coordinate-last cells (and, without gradients, the one torch.lstm call) against nn.LSTMCell/nn.GRUCell
+    # called on coordinate rows, the same parameters
+    net = CoordinatewiseOptimiser(LearnedOptimiserConfig(cell=cell, preprocess=10.0), seed=5).double()
     g = torch.Generator().manual_seed(1)
     grad = torch.randn(2, 7, generator=g, dtype=D) * 1e-3
-    state = tuple(torch.randn(14, 20, generator=g, dtype=D) * 0.5 for _ in range(4))
+    n_state = 4 if cell == "lstm" else 2
+    state = tuple(torch.randn(20, 14, generator=g, dtype=D) * 0.5 for _ in range(n_state))
 
     def reference(grad, state):
         x = preprocess_gradients(grad.reshape(-1), 10.0)
+        rows = [s.T for s in state]
         out = []
-        for i, cell in enumerate(net.cells):
-            h, c = cell(x, (state[2 * i], state[2 * i + 1]))
-            out += [h, c]
+        for i, module in enumerate(net.cells):
+            if cell == "lstm":
+                h, c = module(x, (rows[2 * i], rows[2 * i + 1]))
+                out += [h.T, c.T]
+            else:
+                h = module(x, rows[i])
+                out.append(h.T)
             x = h
         return (net.head(x).squeeze(-1) * net.config.output_scale).reshape(grad.shape), tuple(out)
 
@@ -93,10 +101,29 @@ def test_lstm_step_equals_nn_lstmcell_with_and_without_gradients(grad_enabled, m
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
     if grad_enabled:
         weights = torch.randn(2, 7, generator=g, dtype=D)
-        ours = torch.autograd.grad((update * weights).sum() + new[3].sum(), list(net.parameters()))
-        theirs = torch.autograd.grad((ref_update * weights).sum() + ref_new[3].sum(), list(net.parameters()))
+        ours = torch.autograd.grad((update * weights).sum() + new[-1].sum(), list(net.parameters()))
+        theirs = torch.autograd.grad((ref_update * weights).sum() + ref_new[-1].sum(), list(net.parameters()))
         for a, b in zip(ours, theirs):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
+
+
+def test_compiled_step_agrees_with_the_eager_step():
+    # torch.compile fuses the pointwise work: the same numbers to rounding, values and meta-gradients
+    eager = CoordinatewiseOptimiser(LearnedOptimiserConfig(preprocess=10.0), seed=2).double()
+    compiled = eager.copy().compile()
+    g = torch.Generator().manual_seed(4)
+    grads = [torch.randn(2, 6, generator=g, dtype=D) * 1e-2 for _ in range(3)]
+    results = []
+    for net in (eager, compiled):
+        state = net.initial_state(2, 6, dtype=D)
+        total = 0.0
+        for grad in grads:
+            update, state = net(grad, state)
+            total = total + (update ** 2).sum()
+        results.append((total, torch.autograd.grad(total, list(net.parameters()))))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-10, atol=1e-14)
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-12)
 
 
 def test_initialisation_forget_bias_small_head_and_seed():
@@ -293,3 +320,24 @@ def test_chunked_evaluation_equals_the_whole_set():
         run(lstm, q, 5, chunk_size=0)
     with pytest.raises(ValueError, match="start, stop"):
         nets.chunk(3, 3)
+
+
+def test_random_scaling_is_a_change_of_variables_with_the_chain_rule_gradient():
+    from backprop2lib.learned.problems import RandomlyScaled
+
+    q = Quadratics.sample(3, dim=4, seed=0, dtype=D)
+    scaled = RandomlyScaled(q, 3.0, seed=7)
+    c = scaled.c
+    assert c.shape == (3, 4) and float(c.min()) >= math.exp(-3) and float(c.max()) <= math.exp(3)
+    assert float(c.log().std()) > 0.5  # the scales are spread, not all near 1
+    torch.testing.assert_close(scaled.init() * c, q.init())  # the same starting point of the original problem
+    theta = torch.randn(3, 4, generator=torch.Generator().manual_seed(1), dtype=D, requires_grad=True)
+    value, grad = scaled.loss_and_grad(theta.detach())
+    auto = torch.autograd.grad(q.loss(c * theta).sum(), theta)[0]
+    torch.testing.assert_close(grad, auto)
+    torch.testing.assert_close(value, q.loss(c * theta.detach()))
+    torch.testing.assert_close(scaled.loss(theta.detach()), value)
+    assert torch.equal(RandomlyScaled(q, 3.0, seed=7).c, c) and not torch.equal(RandomlyScaled(q, 3.0, seed=8).c, c)
+    assert torch.equal(RandomlyScaled(q, 0.0, seed=7).c, torch.ones(3, 4, dtype=D))
+    with pytest.raises(ValueError, match="log_range"):
+        RandomlyScaled(q, -1.0, seed=0)

@@ -17,7 +17,6 @@ that is interrupted and resumed gives the same numbers as one that never stopped
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import time
@@ -115,7 +114,7 @@ def meta_train(
     ``stop_after``: return after this many episodes of *this call* (simulates an interruption).
     """
     meta_opt = torch.optim.Adam(net.parameters(), lr=config.meta_lr)
-    result = MetaTrainResult(copy.deepcopy(net), -1, math.inf)
+    result = MetaTrainResult(net.copy(), -1, math.inf)
     start_episode = 0
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.exists():

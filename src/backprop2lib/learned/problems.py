@@ -159,3 +159,45 @@ class MNISTNets:
         total = self.n_total if self.n_total is not None else self.n_instances
         return MNISTNets(self.model, self.images, self.theta0[start:stop], self.seed, self.batch_size,
                          self.name, self.start + start, total)
+
+
+@dataclass(frozen=True)
+class RandomlyScaled:
+    """Instances of ``problems`` with each coordinate's objective rescaled: f̃(θ) = f(c ⊙ θ), c = exp(U(−r, r)).
+
+    The generalisation trick of Lv et al. (2017, RNNprop), used in meta-training only: the same
+    optimisee seen through a random diagonal change of variables, so a learned optimiser cannot
+    tie its steps to one scale of gradients. The start is ``θ₀ / c``, the same point of the
+    original problem, and the gradient is ``c ⊙ ∇f(c ⊙ θ)``. ``c`` is drawn per instance and
+    coordinate from ``seed``.
+    """
+
+    problems: object
+    log_range: float
+    seed: int
+    c: torch.Tensor = field(init=False, repr=False, compare=False)  # the scales [B, P]
+
+    def __post_init__(self) -> None:
+        if not self.log_range >= 0:
+            raise ValueError(f"log_range: expected r >= 0, got {self.log_range!r}")
+        theta0 = self.problems.init()
+        u = torch.rand(theta0.shape, generator=_generator(self.seed), dtype=torch.float64) * 2 - 1
+        object.__setattr__(self, "c", torch.exp(self.log_range * u).to(device=theta0.device, dtype=theta0.dtype))
+
+    @property
+    def n_instances(self) -> int:
+        return self.problems.n_instances
+
+    @property
+    def n_params(self) -> int:
+        return self.problems.n_params
+
+    def init(self) -> torch.Tensor:
+        return self.problems.init() / self.c
+
+    def loss(self, theta: torch.Tensor, step: int = 0) -> torch.Tensor:
+        return self.problems.loss(self.c * theta, step)
+
+    def loss_and_grad(self, theta: torch.Tensor, step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        loss, grad = self.problems.loss_and_grad(self.c * theta, step)
+        return loss, self.c * grad

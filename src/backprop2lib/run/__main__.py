@@ -45,8 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"kernel start timeout in seconds (default {DEFAULT_START_TIMEOUT})")
     selection = parser.add_mutually_exclusive_group()
     selection.add_argument("--stale", action="store_true",
-                           help="run only notebooks whose stamp is missing or out of date")
-    selection.add_argument("--list-stale", action="store_true", help="print the stale notebooks and exit 0")
+                           help="train the profile's stale stored models (backprop2lib.store), then run only "
+                           "notebooks whose stamp is missing or out of date")
+    selection.add_argument("--list-stale", action="store_true",
+                           help="print the stale notebooks and stored models and exit 0")
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="where executed notebooks go (smoke default: _build/smoke; paper/full default: in place)")
     parser.add_argument("--log-dir", type=Path, default=None, help="per-notebook logs (default: _build/runner/logs)")
@@ -89,11 +91,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no notebooks given and none match {root / 'notebooks' / NOTEBOOK_GLOB}")
 
     if args.list_stale or args.stale:
+        from backprop2lib.store import stale_models, train_models
+
         notebooks = [path for path in notebooks if is_stale(path)]
+        models = sorted((spec for spec, _ in stale_models(profile)), key=lambda spec: -spec.estimate_s)
         if args.list_stale:
             for path in notebooks:
                 print(_display(path))
+            for spec, state in stale_models(profile):
+                print(f"trained model {spec.name} ({state})")
             return 0
+        if models:  # the notebooks load them: stored models first, longest first
+            print(f"training {len(models)} stale stored model(s) first: {', '.join(s.name for s in models)}",
+                  file=sys.stderr)
+            trained = train_models(models, jobs=args.jobs or 1, threads=args.threads_per_job)
+            failed = [f"{name}: {outcome}" for name, _, outcome in trained if outcome != "trained"]
+            if failed:
+                print("stored models that failed to train:\n" + "\n".join(failed), file=sys.stderr)
+                return 1
         if not notebooks:
             print("no stale notebooks; nothing to run", file=sys.stderr)
             return 0

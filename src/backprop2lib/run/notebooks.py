@@ -186,22 +186,28 @@ def _imported_modules(tree: ast.AST, package: str, current: str | None, is_packa
     return found
 
 
-def library_modules(code_sources: Iterable[str], package_root: Path | None = None) -> list[str]:
+def library_modules(code_sources: Iterable[str], package_root: Path | None = None, *,
+                    parents: bool = True) -> list[str]:
     """Library files the code imports, transitively, as sorted ``package/...py`` paths.
 
-    The package is named after ``package_root`` (default: the installed backprop2lib),
-    and its ``__init__.py`` is always included. Only static imports are seen.
+    The package is named after ``package_root`` (default: the installed backprop2lib). With
+    ``parents`` (a notebook's stamp), every parent package's ``__init__.py`` of an imported module
+    counts too, since importing ``a.b.c`` runs them, and the package's own ``__init__.py`` always
+    does. Without (a trained model's stamp, :mod:`backprop2lib.store`), only the modules the code
+    imports by name, and what they import, count: the code whose functions it can call. Only
+    static imports are seen.
     """
     root = Path(package_root or PACKAGE_ROOT).resolve()
     package = root.name
-    pending = [package]
+    pending = [package] if parents else []
     for source in code_sources:
         tree = _parse(source)
         if tree is not None:
             pending.extend(_imported_modules(tree, package, None, False, root))
     seen: dict[str, Path] = {}
     while pending:
-        for name in _with_parents(pending.pop()):
+        popped = pending.pop()
+        for name in (_with_parents(popped) if parents else [popped]):
             if name in seen:
                 continue
             path = _module_file(root, name)
