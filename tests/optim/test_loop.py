@@ -116,6 +116,29 @@ def test_tune_lr_picks_the_best_final_loss():
     assert bounded.final_losses[-1] == math.inf and bounded.best == choice.best
 
 
+def test_tuning_at_several_horizons_equals_tuning_at_each():
+    from backprop2lib.optim import tune_lr_at
+
+    val = quadratics(4, seed=5)
+    grid = (1e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1)
+    both = tune_lr_at(SGD, grid, val, [30, 6])
+    assert sorted(both) == [6, 30]
+    for h in (6, 30):
+        alone = tune_lr(SGD, grid, val, h)
+        assert both[h].best == alone.best and both[h].horizon == h
+        assert list(both[h].scores) == pytest.approx(list(alone.scores))
+    # a rate that diverges after the short horizon still scores at it
+    at = run(SGD(0.03), val, 30, diverged_above=1e5).diverged_at
+    late = int(at[at >= 0].min())  # the first row to blow up
+    assert late > 1  # lr 0.03 blows up, but not at once
+    bounded = tune_lr_at(SGD, (1e-3, 0.01, 0.03), val, [late - 1, 30], diverged_above=1e5)
+    assert math.isfinite(bounded[late - 1].scores[-1]) and bounded[30].scores[-1] == math.inf
+    with pytest.raises(ValueError, match="horizons"):
+        tune_lr_at(SGD, grid, val, 5)
+    with pytest.raises(ValueError, match="horizons"):
+        tune_lr_at(SGD, grid, val, [0, 5])
+
+
 def test_tune_lr_at_edge():
     val = quadratics(3, seed=2)
     low = tune_lr(SGD, (1e-6, 1e-5, 1e-4), val, 10)  # the larger, the better: best is the top edge

@@ -4,6 +4,7 @@ import json
 import shutil
 from dataclasses import asdict, replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -44,7 +45,11 @@ def test_save_and_load_round_trip(tmp_path):
     assert loaded.state.keys() == stored.state.keys()
     assert all(torch.equal(loaded.state[k], stored.state[k]) for k in stored.state)
     assert loaded.record["evaluations"]["quadratic"]["steps"] == [0, 5, 10, 12]  # every 5th step and the last
-    assert len(loaded.record["evaluations"]["quadratic"]["losses"]) == 4
+    losses = loaded.record["evaluations"]["quadratic"]["losses"]  # an array kept in the .pt, named in the JSON
+    assert isinstance(losses, np.ndarray) and losses.shape == (4, 5) and losses.dtype == np.float32
+    assert np.array_equal(losses, stored.record["evaluations"]["quadratic"]["losses"])
+    assert json.loads(model_paths(spec, tmp_path)[1].read_text())["record"]["evaluations"]["quadratic"]["losses"] == {
+        "array": "record/evaluations/quadratic/losses", "shape": [4, 5], "dtype": "float32"}
     assert len(loaded.record["episode_losses"]) == 4 and loaded.record["best_episode"] in (1, 3)
     assert {"finished", "host", "device", "seconds", "threads"} <= set(loaded.info)
     assert "loaded from the store" in loaded.describe() and loaded.stamp[:12] in loaded.describe()
@@ -123,7 +128,8 @@ def test_an_interrupted_job_resumes_to_identical_parameters(tmp_path, monkeypatc
     assert any("resuming" in line for line in lines)
     assert all(torch.equal(resumed.state[k], straight.state[k]) for k in straight.state)
     assert resumed.record["episode_losses"] == straight.record["episode_losses"]
-    assert resumed.record["evaluations"]["quadratic"]["losses"] == straight.record["evaluations"]["quadratic"]["losses"]
+    assert np.array_equal(resumed.record["evaluations"]["quadratic"]["losses"],
+                          straight.record["evaluations"]["quadratic"]["losses"])
     assert not checkpoint.exists()
 
 

@@ -46,49 +46,58 @@ def model_name(problem: str, recipe: str, seed: int, profile: str) -> str:
     return f"{CHAPTER}-{problem}-{slug}-seed{seed}-{profile}"
 
 
+SIZES = {  # profile -> the sizes that differ between profiles
+    "smoke": {"q_seeds": 5, "q_episodes": 10, "q_length": 20, "q_unroll": 10, "q_validate": 5, "q_instances": 32,
+              "q_validation": 20, "q_test": (20, 40), "m_seeds": 3, "m_episodes": 1, "m_length": 20, "m_unroll": 10,
+              "m_validate": 1, "m_checkpoint": 1, "m_validation": 1, "m_test": (4, 40), "m_shift": (3, 40),
+              "m_long": (2, 100)},
+    "paper": {"q_seeds": 5, "q_episodes": 150, "q_length": 100, "q_unroll": 20, "q_validate": 25,
+              "q_instances": 128, "q_validation": 100, "q_test": (200, 200), "m_seeds": 3, "m_episodes": 1000,
+              "m_length": 100, "m_unroll": 20, "m_validate": 100, "m_checkpoint": 20, "m_validation": 20,
+              "m_test": (100, 200), "m_shift": (30, 200), "m_long": (10, 1000)},
+}
+SIZES["full"] = {**SIZES["paper"], "q_seeds": 10, "q_episodes": 1000, "m_seeds": 10, "m_episodes": 10_000,
+                 "m_validate": 500}
+
+
 def trained_models(profile: str) -> list[ModelSpec]:
-    """Every learned optimiser chapter 6 uses in ``profile``."""
-    if profile not in ("smoke", "paper", "full"):
-        raise ValueError(f"profile: unknown profile {profile!r}; valid: smoke, paper, full")
-    smoke, full = profile == "smoke", profile == "full"
+    """Every learned optimiser chapter 6 uses in ``profile``; ``smoke`` ones train afresh each time."""
+    if profile not in SIZES:
+        raise ValueError(f"profile: unknown profile {profile!r}; valid: {', '.join(SIZES)}")
+    z, smoke = SIZES[profile], profile == "smoke"
     specs = []
     quad = {"problem": "quadratic", "draw": "gaussian", "dim": 10}
-    q_seeds = 2 if smoke else 10 if full else 5
     for recipe in ("LSTM", "GRU"):
-        for seed in range(q_seeds):
+        for seed in range(z["q_seeds"]):
+            meta = MetaTrainConfig(episodes=z["q_episodes"], episode_length=z["q_length"], unroll=z["q_unroll"],
+                                   meta_lr=3e-3, validate_every=z["q_validate"])
             config = {
                 "family": quad,
                 "optimiser": asdict(LearnedOptimiserConfig(cell=RECIPES[recipe][0], preprocess=None, output_scale=1.0)),
-                "meta": asdict(MetaTrainConfig(episodes=60 if smoke else 1000 if full else 150, meta_lr=3e-3,
-                                               validate_every=10 if smoke else 25)),
-                "training_seed": seed, "instances_per_episode": 64 if smoke else 128,
-                "validation_instances": 100, "random_scaling": 0.0, "compile": False,
-                "evaluations": [_evaluation("quadratic", quad, 20 if smoke else 200, 100 if smoke else 200)],
+                "meta": asdict(meta), "training_seed": seed, "instances_per_episode": z["q_instances"],
+                "validation_instances": z["q_validation"], "random_scaling": 0.0, "compile": False,
+                "evaluations": [_evaluation("quadratic", quad, *z["q_test"], record_every=2)],
             }
             specs.append(ModelSpec(model_name("quadratic", recipe, seed, profile), CHAPTER, JOB, config,
-                                   estimate_s=20 if smoke else 120, persist=not smoke))
+                                   estimate_s=2 if smoke else 60, persist=not smoke))
     mnist = {"problem": "mnist", **MNIST_NETWORK}
-    evaluations = [_evaluation("MNIST", mnist, 4 if smoke else 100, 40 if smoke else 200)]
     shifts = [("40 units", {"problem": "mnist", "hidden": [40], "activation": "sigmoid"}),
               ("2 layers", {"problem": "mnist", "hidden": [20, 20], "activation": "sigmoid"}),
               ("ReLU", {"problem": "mnist", "hidden": [20], "activation": "relu"})]
-    shift_evaluations = [_evaluation(label, fam, 4 if smoke else 30, 20 if smoke else 200) for label, fam in shifts]
-    shift_evaluations.append(_evaluation("MNIST, 1,000 steps", mnist, 2 if smoke else 10, 60 if smoke else 1000,
-                                         record_every=2 if smoke else 10))
-    m_seeds = 2 if smoke else 10 if full else 3
+    evaluations = [_evaluation("MNIST", mnist, *z["m_test"])]
+    generalisation = [_evaluation(label, fam, *z["m_shift"]) for label, fam in shifts]
+    generalisation.append(_evaluation("MNIST, 1,000 steps", mnist, *z["m_long"], record_every=10))
     for recipe, (cell, r) in RECIPES.items():
-        for seed in range(m_seeds):
+        for seed in range(z["m_seeds"]):
+            meta = MetaTrainConfig(episodes=z["m_episodes"], episode_length=z["m_length"], unroll=z["m_unroll"],
+                                   meta_lr=3e-3, validate_every=z["m_validate"], checkpoint_every=z["m_checkpoint"])
             config = {
                 "family": mnist,
                 "optimiser": asdict(LearnedOptimiserConfig(cell=cell, preprocess=10.0, output_scale=0.1)),
-                "meta": asdict(MetaTrainConfig(episodes=2 if smoke else 10_000 if full else 1000, meta_lr=3e-3,
-                                               validate_every=1 if smoke else 100, checkpoint_every=1 if smoke else 20)),
-                "training_seed": seed, "instances_per_episode": 1,
-                "validation_instances": 2 if smoke else 20, "random_scaling": r, "compile": not smoke,
-                "evaluations": evaluations + (shift_evaluations if cell == "lstm" else []),
+                "meta": asdict(meta), "training_seed": seed, "instances_per_episode": 1,
+                "validation_instances": z["m_validation"], "random_scaling": r, "compile": not smoke,
+                "evaluations": evaluations + (generalisation if cell == "lstm" else []),
             }
             specs.append(ModelSpec(model_name("mnist", recipe, seed, profile), CHAPTER, JOB, config,
-                                   estimate_s=30 if smoke else 4000 if cell == "lstm" else 3000, persist=not smoke))
+                                   estimate_s=3 if smoke else 5000 if cell == "lstm" else 3600, persist=not smoke))
     return specs
-
-

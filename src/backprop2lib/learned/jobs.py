@@ -46,12 +46,9 @@ def evaluate(net: CoordinatewiseOptimiser, problems, n_steps: int) -> np.ndarray
     return torch.cat(parts, dim=1).double().numpy()
 
 
-def _rounded(values: np.ndarray) -> list:
-    return [[float(f"{x:.6g}") if np.isfinite(x) else None for x in row] for row in values]
-
-
 def train(spec, checkpoint: Path | None, progress: bool | None = None) -> tuple[dict, dict]:
-    """Meta-train the optimiser ``spec.config`` describes, then run its evaluations: ``(parameters, record)``."""
+    """Meta-train the optimiser ``spec.config`` describes, then run its evaluations: ``(parameters, record)``;
+    each evaluation's losses are a float32 array ``[recorded steps, instances]`` (NaN where a run diverged)."""
     c = spec.config
     family = family_of(c["family"])
     net = CoordinatewiseOptimiser(LearnedOptimiserConfig(**c["optimiser"]), seed=c["training_seed"])
@@ -78,7 +75,7 @@ def train(spec, checkpoint: Path | None, progress: bool | None = None) -> tuple[
         steps = list(range(0, entry["steps"] + 1, entry["record_every"]))
         if steps[-1] != entry["steps"]:
             steps.append(entry["steps"])
-        record["evaluations"][entry["label"]] = {"steps": steps, "losses": _rounded(losses[steps]),
+        record["evaluations"][entry["label"]] = {"steps": steps, "losses": losses[steps].astype(np.float32),
                                                  "seconds": time.perf_counter() - started}
         seconds += time.perf_counter() - started
     record["seconds"] = seconds

@@ -102,12 +102,32 @@ def tune_lr(make: Callable[[float], object], grid: Sequence[float], validation, 
     under which any row diverged scores inf; ties go to the smaller rate.
     """
     horizon = _check_int("horizon", horizon, low=1)
+    return tune_lr_at(make, grid, validation, [horizon], diverged_above=diverged_above,
+                      record_every=record_every, progress=progress)[horizon]
+
+
+def tune_lr_at(make: Callable[[float], object], grid: Sequence[float], validation, horizons: Sequence[int], *,
+               diverged_above: float = math.inf, record_every: int | None = None,
+               progress: bool | None = False) -> dict[int, LRChoice]:
+    """:func:`tune_lr` for each of several horizons from one run per rate: ``{horizon: choice}``.
+
+    A result reported at steps 100 and 200 gets a rate tuned for each (the loss at 100 of the
+    rate best at 200 is not what a tuned baseline reaches at 100). A rate scores inf at a horizon
+    when any row diverged by then.
+    """
+    if isinstance(horizons, (int, np.integer)) or not len(horizons):
+        raise ValueError(f"horizons: expected a non-empty sequence of steps, got {horizons!r}")
+    horizons = sorted({_check_int("horizons", h, low=1) for h in horizons})
     grid = check_grid(grid)
-    scores, name = [], None
+    every = record_every or math.gcd(*horizons)
+    scores: dict[int, list[float]] = {h: [] for h in horizons}
+    name = None
     for lr in grid:
         stepper = make(lr)
         name = name or getattr(stepper, "name", type(stepper).__name__)
-        curve = run(stepper, validation, horizon, diverged_above=diverged_above,
-                    record_every=record_every or horizon, progress=progress)
-        scores.append(math.inf if curve.diverged.any() else float(curve.final.mean()))
-    return choose(name, grid, scores, horizon)
+        curve = run(stepper, validation, horizons[-1], diverged_above=diverged_above, record_every=every,
+                    progress=progress)
+        for h in horizons:
+            gone = ((curve.diverged_at >= 0) & (curve.diverged_at <= h)).any()
+            scores[h].append(math.inf if gone else float(curve.at(h).mean()))
+    return {h: choose(name, grid, scores[h], h) for h in horizons}

@@ -9,7 +9,9 @@ parent packages: :func:`code_modules`). Editing any of that code makes the store
 On disk (``trained/`` at the repository root, or ``$BACKPROP2_STORE``) a model is two files:
 ``<name>.pt`` (``torch.save`` of the parameters with the stamp and configuration) and
 ``<name>.json`` (the stamp, configuration and the training record: when, where, on what device,
-how long, the validation curve and any evaluation the job made), readable in a diff. Both are
+how long, the validation curve and any evaluation the job made), readable in a diff. Arrays in
+the record (NumPy or torch) go into the ``.pt`` file and the JSON names them, so the text stays
+small. Both are
 written atomically. :func:`load` refuses, with a :class:`StoreError` naming the file, a file that
 cannot be read, two files that disagree, a configuration that differs from the spec's, or a stamp
 that differs from the current code's. Nothing is ever silently reused.
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 
 FORMAT = "backprop2-model/1"
@@ -143,6 +146,32 @@ def _write_atomic(path: Path, write) -> None:
     os.replace(tmp, path)  # readers see the old file or the new one, never half of one
 
 
+def _split_arrays(value, arrays: dict, key: str = "record"):
+    """``value`` with every array replaced by a reference ``{"array": key, "shape", "dtype"}``; the arrays go in ``arrays``."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        arrays[key] = torch.from_numpy(np.ascontiguousarray(value))
+        return {"array": key, "shape": list(value.shape), "dtype": str(value.dtype)}
+    if isinstance(value, Mapping):
+        return {k: _split_arrays(v, arrays, f"{key}/{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_split_arrays(v, arrays, f"{key}/{i}") for i, v in enumerate(value)]
+    return value
+
+
+def _join_arrays(value, arrays: Mapping[str, torch.Tensor], where: Path):
+    if isinstance(value, Mapping) and set(value) == {"array", "shape", "dtype"}:
+        if value["array"] not in arrays:
+            raise StoreError(f"{where}: the record names an array {value['array']!r} the parameter file lacks")
+        return arrays[value["array"]].numpy()
+    if isinstance(value, Mapping):
+        return {k: _join_arrays(v, arrays, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_join_arrays(v, arrays, where) for v in value]
+    return value
+
+
 def save(spec: ModelSpec, state: Mapping[str, torch.Tensor], record: Mapping[str, Any], info: Mapping[str, Any],
          *, stamp: str | None = None, root: Path | None = None) -> StoredModel:
     """Write the model's two files (the parameters first, so the JSON never names a missing .pt)."""
@@ -150,13 +179,16 @@ def save(spec: ModelSpec, state: Mapping[str, torch.Tensor], record: Mapping[str
     pt, js = model_paths(spec, root)
     pt.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in state.items()}
+    arrays: dict[str, torch.Tensor] = {}
+    record_text = _split_arrays(dict(record), arrays)
     _write_atomic(pt, lambda p: torch.save({"format": FORMAT, "name": spec.name, "stamp": stamp,
-                                            "config": dict(spec.config), "state": state}, p))
+                                            "config": dict(spec.config), "state": state, "arrays": arrays}, p))
     text = json.dumps({"format": FORMAT, "name": spec.name, "chapter": spec.chapter, "module": spec.module,
-                       "stamp": stamp, "config": spec.config, "info": info, "record": record},
+                       "stamp": stamp, "config": spec.config, "info": info, "record": record_text},
                       indent=1, sort_keys=True, allow_nan=True)
     _write_atomic(js, lambda p: p.write_text(text + "\n", encoding="utf-8"))
-    return StoredModel(spec, state, stamp, dict(record), dict(info), source=f"saved to {pt.parent}")
+    return StoredModel(spec, state, stamp, _join_arrays(record_text, arrays, pt), dict(info),
+                       source=f"saved to {pt.parent}")
 
 
 def _read_json(path: Path) -> dict:
@@ -212,5 +244,6 @@ def load(spec: ModelSpec, root: Path | None = None) -> StoredModel:
     if data["stamp"] != current:
         raise StoreError(f"{js}: stale, trained from other code (stamp {data['stamp'][:12]}, the code now "
                          f"{current[:12]}); retrain with `python -m backprop2lib.store train {spec.name}`")
-    return StoredModel(spec, saved["state"], data["stamp"], data.get("record", {}), data.get("info", {}),
+    record = _join_arrays(data.get("record", {}), saved.get("arrays", {}), pt)
+    return StoredModel(spec, saved["state"], data["stamp"], record, data.get("info", {}),
                        source=f"loaded from the store ({js.parent.name}/{js.name})")
