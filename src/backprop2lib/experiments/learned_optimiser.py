@@ -322,12 +322,12 @@ def paper_table(rows: Sequence[PaperRow]) -> str:
                           [[r.setting, r.paper, _seed_text(r.ratio, ".2f"), r.verdict] for r in rows])
 
 
-def budget_table(results: Results) -> str:
+def budget_table(models: Mapping[tuple[str, str], Sequence[StoredModel]]) -> str:
     """Each recipe's meta-training: per seed, the episode chosen on validation and whether the validation
     loss was still falling over the last quarter of the budget."""
     rows = []
-    for (problem, recipe), models in results.models.items():
-        for m in models:
+    for (problem, recipe), seeds in models.items():
+        for m in seeds:
             v = np.asarray(m.record["validation"], dtype=float)
             quarter = v[v[:, 0] >= 0.75 * v[-1, 0]]
             falling = len(quarter) > 1 and quarter[-1, 1] < quarter[:, 1].min() * (1 + 1e-9) and quarter[-1, 1] < quarter[0, 1]
@@ -339,10 +339,10 @@ def budget_table(results: Results) -> str:
                            "best validation loss", "still falling at the end", "skipped truncations"], rows)
 
 
-def cost_table(results: Results) -> str:
+def cost_table(models: Mapping[tuple[str, str], Sequence[StoredModel]]) -> str:
     """Meta-training and evaluation cost per recipe (mean over seeds) and where the models were trained."""
     rows = []
-    for (problem, recipe), models in results.models.items():
+    for (problem, recipe), models in models.items():
         train = np.array([m.record["meta_training_seconds"] for m in models])
         steps = np.array([m.record["optimisee_steps"] for m in models])
         evals = np.array([sum(e["seconds"] for e in m.record["evaluations"].values()) for m in models])
@@ -359,7 +359,7 @@ def cost_table(results: Results) -> str:
 _HORIZON_LINE = dict(color="#bbbbbb", lw=0.8, ls=":")
 
 
-def budget_figure(results: Results):
+def budget_figure(models: Mapping[tuple[str, str], Sequence[StoredModel]]):
     """Validation loss against optimisee steps of meta-training, every seed, one panel per problem."""
     import matplotlib.pyplot as plt
 
@@ -368,10 +368,10 @@ def budget_figure(results: Results):
     keys = {"LSTM": "lstm", "GRU": "gru", "LSTM, random scaling": "lstm_scaled"}
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for ax, problem in zip(axes, ("quadratic", "mnist")):
-        for (p, recipe), models in results.models.items():
+        for (p, recipe), seeds in models.items():
             if p != problem:
                 continue
-            for i, m in enumerate(models):
+            for i, m in enumerate(seeds):
                 v = np.asarray(m.record["validation"], dtype=float)
                 per_episode = m.record["optimisee_steps"] / max(1, len(m.record["episode_losses"]))
                 ax.plot((v[:, 0] + 1) * per_episode, v[:, 1], "o-", ms=2.5, lw=1,
@@ -443,37 +443,63 @@ def verdicts_text(results: Results) -> str:
 
 
 def findings(results: Results) -> dict[str, str]:
-    """The numbers and verdicts the chapter's text quotes (glued into the prose)."""
+    """The numbers and verdicts the chapter's text quotes (glued into the prose). Steps are named by role:
+    ``h`` the training horizon (or the first reported step), ``end`` the last reported step."""
     out: dict[str, str] = {"seeds_line": seeds_line(results)}
     q, m = results.quadratics, results.mnist
     z = results.settings.sizes
     out.update(q_seeds=str(z["q_seeds"]), m_seeds=str(z["m_seeds"]), m_episodes=f"{z['m_episodes']:,}",
                m_steps=f"{z['m_episodes'] * z['m_length']:,}", m_test=str(z["m_test"][0]),
-               q_test=str(z["q_test"][0]), shift_test=str(z["m_shift"][0]), long_test=str(z["m_long"][0]))
+               q_test=str(z["q_test"][0]), shift_test=str(z["m_shift"][0]), long_test=str(z["m_long"][0]),
+               q_episodes=f"{z['q_episodes']:,}")
+    slugs = {"LSTM": "lstm", "GRU": "gru", "LSTM, random scaling": "scaled"}
     for key, section in (("q", q), ("m", m)):
-        for step in section.steps:
+        for role, step in (("h", section.steps[0]), ("end", section.steps[-1])):
+            p = f"{key}_{role}"
+            out[p] = f"{step:,}"
+            adam = section.baselines[("Adam", step)].summary(step).mean
             for recipe in section.learned:
-                slug = {"LSTM": "lstm", "GRU": "gru", "LSTM, random scaling": "scaled"}[recipe]
-                out[f"{key}{step}_{slug}_ratio"] = _seed_text(section.ratio(recipe, step), ".2f")
-                out[f"{key}{step}_{slug}_vs_adam"] = section.verdict(recipe, "Adam", step).phrase
-                out[f"{key}{step}_{slug}_per_seed"] = _short(section.per_seed(recipe, "Adam", step))
+                slug = slugs[recipe]
+                out[f"{p}_{slug}_ratio"] = _seed_text(section.ratio(recipe, step), ".2f")
+                out[f"{p}_{slug}_per_seed"] = _short(section.per_seed(recipe, "Adam", step))
                 for name in section.choices:
-                    out[f"{key}{step}_{slug}_vs_{name.lower()}"] = section.verdict(recipe, name, step).phrase
+                    out[f"{p}_{slug}_vs_{name.lower()}"] = section.verdict(recipe, name, step).phrase
+                out[f"{p}_{slug}_beats_all"] = ("lower than every tuned baseline" if all(
+                    section.verdict(recipe, n, step).verdict == "lower" for n in section.choices)
+                    else "not lower than every tuned baseline (the table says which)")
             for name in section.choices:
-                out[f"{key}{step}_{name.lower()}_lr"] = f"{section.choices[name][step].best:g}"
-                out[f"{key}{step}_{name.lower()}_ratio"] = (
-                    f"{section.baselines[(name, step)].summary(step).mean / section.baselines[('Adam', step)].summary(step).mean:.2f}")
-        if "GRU" in section.learned:
-            s = section.steps[0]
-            out[f"{key}{s}_gru_vs_lstm"] = section.verdict("GRU", "LSTM", s).phrase
+                out[f"{p}_{name.lower()}_lr"] = f"{section.choices[name][step].best:g}"
+                out[f"{p}_{name.lower()}_ratio"] = f"{section.baselines[(name, step)].summary(step).mean / adam:.2f}"
+            if "GRU" in section.learned:
+                out[f"{p}_gru_vs_lstm"] = section.verdict("GRU", "LSTM", step).phrase
+            if "LSTM, random scaling" in section.learned:
+                out[f"{p}_scaled_vs_lstm"] = section.verdict("LSTM, random scaling", "LSTM", step).phrase
     for label, section in results.generalisation.items():
         slug = {"40 units": "wide", "2 layers": "deep", "ReLU": "relu", LONG: "long"}[label]
-        for step in section.steps:
+        for role, step in (("h", section.steps[0]), ("end", section.steps[-1])):
+            p = f"{slug}_{role}"
+            out[p] = f"{step:,}"
             for recipe in section.learned:
-                r = {"LSTM": "lstm", "LSTM, random scaling": "scaled"}[recipe]
-                out[f"{slug}{step}_{r}_ratio"] = _seed_text(section.ratio(recipe, step), ".2f")
-                out[f"{slug}{step}_{r}_vs_adam"] = section.verdict(recipe, "Adam", step).phrase
-                out[f"{slug}{step}_{r}_progress"] = _short(section.progress(recipe, step))
-            out[f"{slug}{step}_scaled_vs_lstm"] = section.verdict("LSTM, random scaling", "LSTM", step).phrase
-        out[f"{slug}_steps"] = f"{section.steps[-1]:,}"
+                r = slugs[recipe]
+                out[f"{p}_{r}_ratio"] = _seed_text(section.ratio(recipe, step), ".2f")
+                out[f"{p}_{r}_vs_adam"] = section.verdict(recipe, "Adam", step).phrase
+                out[f"{p}_{r}_per_seed"] = _short(section.per_seed(recipe, "Adam", step))
+                out[f"{p}_{r}_progress"] = _short(section.progress(recipe, step))
+                out[f"{p}_{r}_loss"] = _seed_text(section.learned[recipe].seed_summary(step))
+            out[f"{p}_adam_loss"] = str(section.baselines[("Adam", step)].summary(step))
+            out[f"{p}_scaled_vs_lstm"] = section.verdict("LSTM, random scaling", "LSTM", step).phrase
+    for row in paper_comparison(results):
+        key = {"quadratic, 100": "paper_q", "MNIST, 100": "paper_m100", "MNIST, 200": "paper_m200",
+               "40 units, 100": "paper_wide", "2 layers, 100": "paper_deep", "ReLU, 100": "paper_relu"}[row.setting]
+        out[key] = row.paper
+    out["paper_nag"] = (f"NAG {PAPER_NAG['MNIST, 100']:g} against Adam's {PAPER['MNIST, 100'][1]:g} at step 100, "
+                        f"{PAPER_NAG['MNIST, 200']:g} against {PAPER['MNIST, 200'][1]:g} at step 200")
+    cost = {(p, r): ms for (p, r), ms in results.models.items()}
+    lstm = cost.get(("mnist", "LSTM"), [])
+    if lstm:
+        secs = np.array([mm.record["meta_training_seconds"] for mm in lstm])
+        steps = np.array([mm.record["optimisee_steps"] for mm in lstm])
+        out["m_train_minutes"] = f"{secs.mean() / 60:.0f}"
+        out["m_steps_per_s"] = f"{(steps / secs).mean():.0f}"
+        out["m_where"] = lstm[0].source.split(" (")[0]
     return out
