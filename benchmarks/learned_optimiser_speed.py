@@ -1,6 +1,6 @@
 """Benchmark: optimisee steps per second during meta-training of the coordinatewise learned optimiser
-(Andrychowicz et al. 2016) on MNIST, the library's flattened implementation against a
-per-parameter-tensor loop.
+(Andrychowicz et al. 2016) on MNIST: the library's implementation before and after its speed work,
+with and without ``torch.compile``, against a per-parameter-tensor loop.
 
 Problem: ``MNISTNets.sample(B, bundled_split(seed=0).train)``: B MLPs 784 → 20 sigmoid → 10,
 cross-entropy, minibatches of 128, P = 15,910 coordinates each. Optimiser: ``CoordinatewiseOptimiser``
@@ -13,8 +13,12 @@ One truncation = 20 optimisee steps, each
 
 then meta_loss.backward(), the Adam step on φ, and θ and the state detached. Implementations:
 
-  flattened   the library: every coordinate of every optimisee in one batch axis, [B·P] rows,
-              one LSTMCell call per layer per step
+  rows        the library before its speed work: every coordinate in one batch axis, the state as
+              [B·P, 20] rows, PyTorch's nn.LSTMCell per layer (its gate slices are strided)
+  flattened   the library now: the same batch axis, the state coordinate-last [20, B·P] and the cell
+              written out on contiguous gate blocks (backprop2lib.learned.optimiser.lstm_cell)
+  compiled    the same under torch.compile (CoordinatewiseOptimiser.compile), as the stored
+              meta-training jobs run it
   per-tensor  how popular ports do it: the same weights (state dict copied), θ kept as the list
               (W1, b1, W2, b2), each tensor with its own gradient slice, its own hidden state and
               its own cell calls (4 tensors × 2 layers = 8 calls per step), updated on its own
@@ -27,7 +31,8 @@ median over passes (``backprop2lib.timing.time_per_call``), optimisee steps/s = 
 
     python benchmarks/learned_optimiser_speed.py                  # full run, 2 threads (~4 minutes on 2 cores)
     python benchmarks/learned_optimiser_speed.py --threads 1
-    python benchmarks/learned_optimiser_speed.py --quick          # ~10 s sanity run, no results file
+    python benchmarks/learned_optimiser_speed.py --quick          # ~30 s sanity run, no results file
+    python benchmarks/learned_optimiser_speed.py --sizes 1 4      # fewer batch sizes
     python benchmarks/learned_optimiser_speed.py --device cuda
 
 Writes the table to stdout and to benchmarks/results/learned_optimiser_speed_<device>_<threads>t.md.
@@ -71,7 +76,7 @@ CHECK_STEPS, CHECK_B, CHECK_BATCH, CHECK_TOL = 3, 2, 8, 1e-10
 BIG_B = 128  # measured only if predicted to fit
 BIG_LIMIT_S = 60.0  # ... in this many seconds for both implementations
 WARMUP_MAX = 4  # untimed truncations per measurement, at most
-IMPLS = ("flattened", "per-tensor")
+IMPLS = ("rows", "flattened", "compiled", "per-tensor")
 P = MLP((784, 20, 10), activation="sigmoid").n_params  # 15,910 coordinates per optimisee
 
 
@@ -169,6 +174,44 @@ class Flattened(Truncations):
         self.theta, self.state = self.theta.detach(), detach_state(self.state)
 
 
+class Rows(Flattened):
+    """The library before its speed work: the same flattening, the state as rows [B·P, 20], nn.LSTMCell."""
+
+    name = "rows"
+
+    def reset(self) -> None:
+        p = self.problems
+        self.theta = p.init()
+        h = self.net.config.hidden
+        self.state = tuple(torch.zeros(p.n_instances * p.n_params, h, device=self.theta.device, dtype=self.theta.dtype)
+                           for _ in range(2 * self.net.config.layers))
+        self.t = 0
+
+    def step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        _, grad = self.problems.loss_and_grad(self.theta.detach(), self.t)
+        cfg = self.net.config
+        x = preprocess_gradients(grad.reshape(-1), cfg.preprocess)
+        new = []
+        for i, cell in enumerate(self.net.cells):
+            h, c = cell(x, (self.state[2 * i], self.state[2 * i + 1]))
+            new += [h, c]
+            x = h
+        update = (self.net.head(x).squeeze(-1) * cfg.output_scale).reshape(grad.shape)
+        self.state = tuple(new)
+        self.theta = self.theta + update
+        self.t += 1
+        return update, self.problems.loss(self.theta, self.t)
+
+
+class Compiled(Flattened):
+    """The library under torch.compile: a copy of the net, compiled (compiles on its first truncations)."""
+
+    name = "compiled"
+
+    def __init__(self, net: CoordinatewiseOptimiser, problems: MNISTNets):
+        super().__init__(net.copy().compile(), problems)
+
+
 class PerTensor(Truncations):
     """A port's structure: θ = [W1, b1, W2, b2], one state and one cell call per layer per tensor."""
 
@@ -227,7 +270,7 @@ class PerTensor(Truncations):
         self.states = [[s.detach() for s in st] for st in self.states]
 
 
-BUILDERS = {"flattened": Flattened, "per-tensor": PerTensor}
+BUILDERS = {"rows": Rows, "flattened": Flattened, "compiled": Compiled, "per-tensor": PerTensor}
 
 
 def make_problems(n: int, data, device: torch.device, dtype=torch.float32, batch_size: int = BATCH) -> MNISTNets:
@@ -241,30 +284,38 @@ def make_net(cell: str, device: torch.device, dtype=torch.float32) -> Coordinate
 
 # ---------------------------------------------------------------------- correctness
 def check_correctness(data, device: torch.device) -> str:
-    """float64, 3 steps, tiny batch: per-step updates, losses and the meta-gradient must agree."""
+    """float64, 3 steps, tiny batch: every implementation's updates, losses and meta-gradient against the library's."""
     problems = make_problems(CHECK_B, data, device, torch.float64, CHECK_BATCH)
     net = make_net("lstm", device, torch.float64)
-    a, b = Flattened(net, problems), PerTensor(net, problems)
-    loss_a, loss_b, du, dl = 0.0, 0.0, 0.0, 0.0
+    ref = Flattened(net, problems)
+    others = [BUILDERS[impl](net, problems) for impl in IMPLS if impl != "flattened"]
+    worst = {o.name: [0.0, 0.0, 0.0] for o in others}
+    totals = {o.name: 0.0 for o in others}
+    total_ref = 0.0
     for _ in range(CHECK_STEPS):
-        ua, la = a.step()
-        ub, lb = b.step()
-        du = max(du, float((ua - ub).detach().abs().max()))
-        dl = max(dl, float((la - lb).detach().abs().max()))
-        loss_a, loss_b = loss_a + la.mean(), loss_b + lb.mean()
-    ga = torch.autograd.grad(loss_a, list(a.net.parameters()))
-    gb = torch.autograd.grad(loss_b, list(b.net.parameters()))
-    dg = max(float((x - y).abs().max()) for x, y in zip(ga, gb))
+        ua, la = ref.step()
+        total_ref = total_ref + la.mean()
+        for o in others:
+            ub, lb = o.step()
+            w = worst[o.name]
+            w[0] = max(w[0], float((ua - ub).detach().abs().max()))
+            w[1] = max(w[1], float((la - lb).detach().abs().max()))
+            totals[o.name] = totals[o.name] + lb.mean()
+    ga = torch.autograd.grad(total_ref, list(ref.net.parameters()))
+    for o in others:
+        gb = torch.autograd.grad(totals[o.name], list(o.net.parameters()))
+        worst[o.name][2] = max(float((x - y).abs().max()) for x, y in zip(ga, gb))
     scale_u = float(ua.detach().abs().max())
-    ok = du < CHECK_TOL and dg < CHECK_TOL and dl < CHECK_TOL
+    ok = all(v < CHECK_TOL for w in worst.values() for v in w)
+    parts = "; ".join(f"{name}: updates {w[0]:.1e}, losses {w[1]:.1e}, meta-gradient {w[2]:.1e}"
+                      for name, w in worst.items())
     line = (f"float64, B = {CHECK_B} optimisees, minibatch {CHECK_BATCH}, {CHECK_STEPS} steps from the same θ₀ and "
-            f"weights: flattened and per-tensor updates max |diff| {du:.1e} (max |update| {scale_u:.1e}), "
-            f"losses {dl:.1e}, meta-gradient (backward of the summed loss) {dg:.1e}; all < {CHECK_TOL:g}: "
-            f"{'yes' if ok else 'no'}")
+            f"weights, max |diff| from the library (flattened, max |update| {scale_u:.1e}): {parts}; all < "
+            f"{CHECK_TOL:g}: {'yes' if ok else 'no'}")
     print(line, flush=True)
     if not ok:
-        sys.exit("FAILED: the per-tensor loop does not compute the flattened optimiser's updates, "
-                 "so the timings would not compare the same computation")
+        sys.exit("FAILED: the implementations do not compute the same updates, so the timings would not compare "
+                 "the same computation")
     return line
 
 
@@ -288,7 +339,7 @@ def measure(group: list[tuple[str, str]], n: int, data, device: torch.device, st
 
     All runners are built first (between truncations each holds only θ and its state; the graph is
     freed by the backward, so the peak is one truncation's). Untimed passes over the runners come
-    first (at least one; more, up to WARMUP_MAX, while a truncation is cheap, under budget / 2, and
+    first (at least two, the first compiles; more, up to WARMUP_MAX, while a truncation is cheap, under budget / 2, and
     some runner's last one was over 1.2× its previous: first touch of the buffers, allocator growth),
     then as many timed passes as fit ~budget s per runner (1 to 5), each pass one truncation of every
     runner in turn, so slow drifts of the machine hit all of them alike. Median over passes."""
@@ -300,7 +351,7 @@ def measure(group: list[tuple[str, str]], n: int, data, device: torch.device, st
     def settled(w: list[float]) -> bool:
         return len(w) >= 2 and w[-1] <= 1.2 * w[-2]
 
-    while not warm[0] or (len(warm[0]) < WARMUP_MAX and max(w[-1] for w in warm) < 0.5 * budget
+    while len(warm[0]) < 2 or (len(warm[0]) < WARMUP_MAX and max(w[-1] for w in warm) < 0.5 * budget
                           and not all(settled(w) for w in warm)):
         for i, r in enumerate(runners):  # peak memory from the first (untimed) truncation of each
             warm[i].append(_timed_truncation(r, steps, device, None if warm[i] else peaks[i]))
@@ -347,8 +398,10 @@ def header(args, device: torch.device, check: str, steps: int, total_s: float | 
         f"- one truncation: {steps} optimisee steps (grad from `loss_and_grad(θ.detach(), t)`, `net(grad, state)`, "
         f"θ + update, meta-loss += `loss(θ, t+1).mean()`), then backward, the Adam step on φ and the detach of θ "
         f"and the state; θ and the state reset every {EPISODE} steps",
-        "- flattened: the library, every coordinate of every optimisee in one batch axis (one cell call per layer "
-        "per step); per-tensor: a port's loop over (W1, b1, W2, b2), each with its own gradient slice, state and "
+        "- rows: the library before its speed work (state rows [B·P, 20], nn.LSTMCell); flattened: the library now "
+        "(coordinate-last state [20, B·P], the cell on contiguous gate blocks); compiled: the same under "
+        "`torch.compile`, as the stored meta-training jobs run it (compile time is in the untimed truncations); "
+        "per-tensor: a port's loop over (W1, b1, W2, b2), each with its own gradient slice, state and "
         "cell calls (4× the calls), same weights (state dict copied), same gradient function (θ concatenated for "
         "`loss_and_grad`, then sliced) and the meta-loss from the tensors directly",
         f"- seconds per truncation: median over rounds of one truncation (`backprop2lib.timing.time_per_call`, "
@@ -357,8 +410,7 @@ def header(args, device: torch.device, check: str, steps: int, total_s: float | 
         f"untimed passes first (1 to {WARMUP_MAX}: more while a truncation is cheap and still getting faster; the "
         f"notes list them), then as many timed passes as fit ~{args.budget:g} s per implementation (1 to 5); "
         f"2 untimed truncations of each implementation at B = 1 before everything"
-        f"{'; --quick' if args.quick else ''}; optimisee steps/s = B × {steps} ÷ seconds per truncation; "
-        "ratio = flattened ÷ per-tensor steps/s (> 1: flattening pays)",
+        f"{'; --quick' if args.quick else ''}; optimisee steps/s = B × {steps} ÷ seconds per truncation",
         "- peak memory: what each implementation's first truncation added at its peak: "
         + ("`torch.cuda.max_memory_allocated` over the allocation before" if device.type == "cuda" else
            "VmHWM over the RSS right before it (reset via /proc/self/clear_refs; memory freed earlier handed back to the OS first, `malloc_trim`)"),
@@ -376,21 +428,24 @@ def header(args, device: torch.device, check: str, steps: int, total_s: float | 
 
 
 def table(rows: list[dict], skipped: str | None, gru: dict | None, steps: int) -> str:
-    out = ["## LSTM: flattened (library) against per-tensor loop", "",
-           "| B optimisees | coordinates B·P | flattened steps/s | per-tensor steps/s | ratio | flattened s/truncation "
-           "| per-tensor s/truncation | notes |",
-           "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    out = ["## LSTM: optimisee steps per second in meta-training", "",
+           "Ratios against `rows`, the library before its speed work (> 1: faster); the last ratio is the "
+           "library against a port's per-tensor loop.", "",
+           "| B optimisees | coordinates B·P | rows (before) | flattened (now) | compiled (now, stored jobs) | "
+           "per-tensor (ports) | flattened ÷ rows | compiled ÷ rows | flattened ÷ per-tensor | notes |",
+           "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for n in sorted({r["B"] for r in rows}):
-        a = next(r for r in rows if r["B"] == n and r["impl"] == "flattened")
-        b = next(r for r in rows if r["B"] == n and r["impl"] == "per-tensor")
-        out.append(f"| {n} | {n * P:,} | {a['steps_per_s']:.3g} | {b['steps_per_s']:.3g} | "
-                   f"**{a['steps_per_s'] / b['steps_per_s']:.2f}** | {fmt_s(a['seconds'])} | {fmt_s(b['seconds'])} | "
-                   f"flattened: {fmt_rounds(a)}; per-tensor: {fmt_rounds(b)} |")
+        got = {impl: next((r for r in rows if r["B"] == n and r["impl"] == impl), None) for impl in IMPLS}
+        rate = {k: (v["steps_per_s"] if v else float("nan")) for k, v in got.items()}
+        notes = "; ".join(f"{k}: {fmt_rounds(v)}" for k, v in got.items() if v)
+        out.append(f"| {n} | {n * P:,} | {rate['rows']:.3g} | {rate['flattened']:.3g} | {rate['compiled']:.3g} | "
+                   f"{rate['per-tensor']:.3g} | **{rate['flattened'] / rate['rows']:.2f}** | "
+                   f"**{rate['compiled'] / rate['rows']:.2f}** | {rate['flattened'] / rate['per-tensor']:.2f} | {notes} |")
     if skipped:
-        out.append(f"| {BIG_B} | {BIG_B * P:,} | – | – | – | – | – | skipped: {skipped} |")
+        out.append(f"| {BIG_B} | {BIG_B * P:,} | – | – | – | – | – | – | – | skipped: {skipped} |")
     if gru is not None:
         lstm = next(r for r in rows if r["B"] == gru["B"] and r["impl"] == "flattened")
-        out += ["", f"## GRU cell, flattened only (B = {gru['B']})", "",
+        out += ["", f"## GRU cell, flattened (B = {gru['B']})", "",
                 "| cell | steps/s | s/truncation | GRU ÷ LSTM steps/s | notes |",
                 "| --- | ---: | ---: | ---: | --- |",
                 f"| LSTM | {lstm['steps_per_s']:.3g} | {fmt_s(lstm['seconds'])} | 1 | {fmt_rounds(lstm)} |",
@@ -409,6 +464,7 @@ def main(argv=None) -> int:
                    "~1 s of timing per measurement, no B = 128; no results file")
     p.add_argument("--budget", type=float, default=None, help="seconds of timing per implementation and B "
                    "(default 8, or 1 with --quick; a slower truncation is still timed once)")
+    p.add_argument("--sizes", type=int, nargs="+", default=None, help="batch sizes B (default 1 8 32; --quick: 1 4)")
     p.add_argument("--out", type=Path, default=None, help="Markdown results file "
                    "(default benchmarks/results/learned_optimiser_speed_<device>_<threads>t.md; --quick: not written)")
     args = p.parse_args(argv)
@@ -418,7 +474,9 @@ def main(argv=None) -> int:
         args.budget = 1.0 if args.quick else 8.0
     if args.budget <= 0:
         p.error("--budget must be > 0")
-    args.sizes = (1, 4) if args.quick else (1, 8, 32)
+    args.sizes = tuple(args.sizes) if args.sizes else (1, 4) if args.quick else (1, 8, 32)
+    if min(args.sizes) < 1 or len(args.sizes) < 2:
+        p.error("--sizes: expected at least two batch sizes >= 1")
     steps = 5 if args.quick else UNROLL
     gru_b = args.sizes[1]
     torch.set_num_threads(args.threads)

@@ -92,3 +92,25 @@ def test_findings_page_lists_each_chapters_claims_verdicts_and_seed_count(tmp_pa
     written = write_pages(tmp_path)
     assert (tmp_path / "book" / "appendix" / "findings.md").read_text() == page
     assert sorted(p.name for p in written) == ["benchmarks.md", "findings.md", "reproducibility.md"]
+
+
+def test_the_reproducibility_page_lists_stored_models(tmp_path):
+    import shutil
+
+    from backprop2lib.appendix import reproducibility_page, stored_models_table
+    from backprop2lib.store import model_paths, registered_models
+
+    (tmp_path / "notebooks").mkdir()
+    specs = registered_models("paper")
+    table = stored_models_table(tmp_path)  # an empty store: every model missing
+    assert all(f"| {s.name} | {s.chapter} | **missing** |" in table for s in specs)
+    # a stored model's JSON with another stamp: stale, and its record still shown
+    store = tmp_path / "trained"
+    store.mkdir()
+    pt, js = model_paths(specs[0], store)
+    pt.write_bytes(b"x")
+    js.write_text('{"format": "backprop2-model/1", "stamp": "0", "config": {}, '
+                  '"info": {"finished": "2026-12-01 10:00 UTC", "host": "box", "threads": 1, "seconds": 600}}')
+    table = stored_models_table(tmp_path)
+    assert f"| {specs[0].name} | 06 | **stale** | 2026-12-01 10:00 UTC | box (1 threads) | 10 min |" in table
+    assert "## Stored trained models" in reproducibility_page(tmp_path)

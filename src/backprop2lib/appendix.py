@@ -2,7 +2,9 @@
 
 * ``reproducibility.md``: per chapter, the profile, device, wall time, library version and
   date of the committed outputs (the runner's stamp in each notebook's metadata), and whether
-  the notebook is fresh (its stamp matches the current code cells and library sources).
+  the notebook is fresh (its stamp matches the current code cells and library sources); then
+  every trained model the ``paper`` chapters load from the store (:mod:`backprop2lib.store`):
+  where, when and how long it trained, and whether its stamp still matches the code.
 * ``benchmarks.md``: the result tables that ``benchmarks/`` scripts wrote to
   ``benchmarks/results/*.md``.
 * ``findings.md``: the book's scoreboard, every chapter's claims with their verdicts as the
@@ -52,6 +54,33 @@ def chapter_records(root: str | Path) -> list[dict]:
     return records
 
 
+def stored_models_table(root: str | Path, profile: str = "paper") -> str:
+    """One row per trained model of ``profile`` in the store at ``root/trained``: status, where, when, how long."""
+    import json
+
+    from .store import model_paths, registered_models, status
+
+    store = Path(root) / "trained"
+    rows = []
+    for spec in registered_models(profile):
+        if not spec.persist:
+            continue
+        state = status(spec, store)
+        info: dict = {}
+        if state in ("fresh", "stale"):
+            try:
+                info = json.loads(model_paths(spec, store)[1].read_text(encoding="utf-8")).get("info", {})
+            except (OSError, ValueError):
+                state = "corrupt"
+        seconds = info.get("seconds")
+        rows.append([spec.name, spec.chapter, state if state == "fresh" else f"**{state}**",
+                     str(info.get("finished", "—")), f"{info.get('host', '—')} ({info.get('threads', '—')} threads)",
+                     f"{seconds / 60:.0f} min" if isinstance(seconds, (int, float)) else "—"])
+    if not rows:
+        return "No trained models are stored."
+    return markdown_table(["model", "chapter", "status", "trained", "where", "training time"], rows)
+
+
 def reproducibility_page(root: str | Path) -> str:
     rows = []
     for r in chapter_records(root):
@@ -85,6 +114,16 @@ Profiles: `smoke` (a quick check of every code path, used by CI), `paper` (the c
 results, sized for a 2-core CPU), `full` (the published scale, for a GPU). Timings were
 taken on shared machines and are only indicative; the benchmark page compares
 implementations within one run.
+
+## Stored trained models
+
+Meta-training that does not fit a chapter's `paper` budget runs as a job of the trained-model
+store (`python -m backprop2lib.store train`), which writes the result into `trained/` with a
+stamp of the code that produced it. A `paper` run loads a model only while its stamp matches
+(*fresh*); a stale or missing one is retrained first (`./scripts/book --stale`, or
+`python -m backprop2lib.store train`). `smoke` trains every model afresh at a tiny scale.
+
+{stored_models_table(root)}
 """
 
 
