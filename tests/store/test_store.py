@@ -178,11 +178,15 @@ def test_the_runner_lists_and_the_store_command_reports_stale_models(tmp_path, m
 
     nb_dir = tmp_path / "repo" / "notebooks"
     nb_dir.mkdir(parents=True)
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), nb_dir / "01_a.ipynb")
+    for name in ("01_a.ipynb", "06_b.ipynb"):
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), nb_dir / name)
     assert run_main(["--list-stale", "--profile", "paper", "--root", str(tmp_path / "repo")]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].endswith("01_a.ipynb")  # unstamped: stale
-    assert out[1:] == [f"trained model {spec.name} (missing)" for spec in registered_models("paper")]
+    assert out[0].endswith("01_a.ipynb") and out[1].endswith("06_b.ipynb")  # unstamped: stale
+    assert out[2:] == [f"trained model {spec.name} (missing)" for spec in registered_models("paper")]
+    # a selection without chapter 6 has no stored models to list (or to train with --stale)
+    assert run_main(["--list-stale", "--profile", "paper", str(nb_dir / "01_a.ipynb")]) == 0
+    assert capsys.readouterr().out.splitlines() == [str(nb_dir / "01_a.ipynb")]
     assert store_main(["stale", "--profile", "paper"]) == 0
     assert "06-mnist-lstm-seed0-paper (missing)" in capsys.readouterr().out
     with pytest.raises(SystemExit):

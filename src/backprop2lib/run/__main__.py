@@ -45,10 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"kernel start timeout in seconds (default {DEFAULT_START_TIMEOUT})")
     selection = parser.add_mutually_exclusive_group()
     selection.add_argument("--stale", action="store_true",
-                           help="train the profile's stale stored models (backprop2lib.store), then run only "
-                           "notebooks whose stamp is missing or out of date")
+                           help="train the selected chapters' stale stored models (backprop2lib.store), then run "
+                           "only notebooks whose stamp is missing or out of date")
     selection.add_argument("--list-stale", action="store_true",
-                           help="print the stale notebooks and stored models and exit 0")
+                           help="print the stale notebooks and the selected chapters' stale stored models, exit 0")
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="where executed notebooks go (smoke default: _build/smoke; paper/full default: in place)")
     parser.add_argument("--log-dir", type=Path, default=None, help="per-notebook logs (default: _build/runner/logs)")
@@ -93,12 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_stale or args.stale:
         from backprop2lib.store import stale_models, train_models
 
+        chapters = {Path(path).name.split("_")[0] for path in notebooks}  # the stored models of these chapters
+        stale_stored = [(spec, state) for spec, state in stale_models(profile) if spec.chapter in chapters]
         notebooks = [path for path in notebooks if is_stale(path)]
-        models = sorted((spec for spec, _ in stale_models(profile)), key=lambda spec: -spec.estimate_s)
+        models = sorted((spec for spec, _ in stale_stored), key=lambda spec: -spec.estimate_s)
         if args.list_stale:
             for path in notebooks:
                 print(_display(path))
-            for spec, state in stale_models(profile):
+            for spec, state in stale_stored:
                 print(f"trained model {spec.name} ({state})")
             return 0
         if models:  # the notebooks load them: stored models first, longest first
