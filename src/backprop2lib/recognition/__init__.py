@@ -11,7 +11,9 @@ image is recognised by which class model, adapted to it, reconstructs it best.
 - :mod:`.classifier`: adapt all class models to many images in one batched computation, and score;
 - :mod:`.invariance`: parameter edits that translate, rotate, zoom and brighten a reconstruction;
 - :mod:`.pictures`: reconstructions, hidden-unit maps, calibration and the chapter's plots;
-- :mod:`.baselines`: ordinary classifiers trained on the same labelled images.
+- :mod:`.baselines`: ordinary classifiers trained on the same labelled images;
+- :mod:`.codes`: class models that adapt only a small code (CAVIA / functa style), held-out-pixel
+  scoring, many starts then refinement, and coordinate edits for shifted and rotated digits.
 """
 
 from .baselines import BASELINES

@@ -1,0 +1,224 @@
+"""Code class models: the conditioned reconstructor against a plain MLP, pixel splits and edits, adaptation batched
+against one image and one class at a time, the meta-gradient against finite differences, and a toy case where only
+code adaptation tells two classes apart."""
+
+import math
+
+import pytest
+import torch
+
+from backprop2lib.models.mlp import MLP
+from backprop2lib.recognition.codes import (CodeClassModels, CodeReconstructor, CodeSettings, adapt_codes,
+                                            edited_coordinates, meta_loss, pixel_split, train_code_models)
+from backprop2lib.recognition.images import coordinate_grid
+
+D = torch.float64
+
+
+def _models(rec, C=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    m = CodeClassModels.initial(rec, C, seed=seed, dtype=D, inner_lr=0.5, beta=0.1)
+    m.w = m.w + 0.3 * torch.randn(m.w.shape, generator=g, dtype=D)  # the classes differ
+    m.mu = 0.2 * torch.randn(m.mu.shape, generator=g, dtype=D)
+    m.log_sigma = 0.3 * torch.randn(m.mu.shape, generator=g, dtype=D)
+    m.log_alpha = m.log_alpha + 0.2 * torch.randn(m.mu.shape, generator=g, dtype=D)
+    return m
+
+
+@pytest.mark.parametrize("fourier", [0, 3])
+def test_reconstruct_is_the_mlp_on_features_and_code(fourier):
+    rec = CodeReconstructor(4, hidden=(5, 3), activation="tanh", fourier=fourier)
+    m = _models(rec, C=2)
+    g = torch.Generator().manual_seed(1)
+    codes = torch.randn(2, 3, 4, generator=g, dtype=D)
+    coords = torch.rand(7, 2, generator=g, dtype=D) * 2 - 1
+    feats = rec.features(coords)
+    assert feats.shape == (7, 2 if fourier == 0 else 6)
+    out = rec.reconstruct(m.w, codes, feats)
+    mlp = MLP((feats.shape[1] + 4, 5, 3, 1), activation="tanh")
+    for c in range(2):
+        for k in range(3):
+            x = torch.cat([feats, codes[c, k].expand(7, 4)], dim=1).unsqueeze(0)
+            ref = mlp.forward(mlp.unflatten(m.w[c]), x)[0, :, 0]
+            torch.testing.assert_close(out[c, k], ref)
+    # per-image coordinates (edits): the same as the shared grid when every image has it
+    torch.testing.assert_close(rec.reconstruct(m.w, codes, feats.expand(3, 7, -1)), out)
+    with pytest.raises(ValueError, match="codes"):
+        rec.reconstruct(m.w, codes[..., :2], feats)
+    with pytest.raises(ValueError, match="w"):
+        rec.reconstruct(m.w[:1], codes, feats)
+
+
+def test_fourier_features_are_fixed_by_their_seed():
+    coords = coordinate_grid(dtype=D)
+    a = CodeReconstructor(2, fourier=4, fourier_seed=3).features(coords)
+    assert torch.equal(a, CodeReconstructor(2, fourier=4, fourier_seed=3).features(coords))
+    assert not torch.equal(a, CodeReconstructor(2, fourier=4, fourier_seed=4).features(coords))
+    torch.testing.assert_close(a[:, :4] ** 2 + a[:, 4:] ** 2, torch.ones(784, 4, dtype=D))
+    with pytest.raises(ValueError, match="code_dim"):
+        CodeReconstructor(0)
+    with pytest.raises(ValueError, match="activation"):
+        CodeReconstructor(2, activation="sine")
+
+
+def test_pixel_split_and_edited_coordinates():
+    masks = pixel_split(5, 0.25, seed=2)
+    assert masks.shape == (5, 784) and masks.dtype == torch.bool
+    assert masks.sum(1).tolist() == [196] * 5
+    assert len({tuple(row.nonzero().flatten().tolist()) for row in masks}) == 5  # each image its own split
+    assert torch.equal(masks, pixel_split(5, 0.25, seed=2))
+    with pytest.raises(ValueError, match="fraction"):
+        pixel_split(5, 1.0)
+    grid = coordinate_grid(dtype=D)
+    torch.testing.assert_close(edited_coordinates(dtype=D), grid)
+    # f'(x) = f(R⁻¹(x − t)): the point the edited picture shows at x + t is the original's at 0 for t, and a
+    # quarter turn maps the original's (1, 0) to (0, 1)
+    shift = (2 / 27, 0.0)
+    moved = edited_coordinates(shift, dtype=D)
+    torch.testing.assert_close(moved, grid - torch.tensor(shift, dtype=D))
+    # a turn by θ: the edited picture at x shows the original at R(−θ) x
+    theta = 0.3
+    turned = edited_coordinates(angle=theta, dtype=D)
+    x, y = grid[:, 0], grid[:, 1]
+    expected = torch.stack([x * math.cos(theta) + y * math.sin(theta), -x * math.sin(theta) + y * math.cos(theta)], 1)
+    torch.testing.assert_close(turned, expected)
+
+
+def test_adaptation_batched_equals_one_image_and_one_class_at_a_time():
+    rec = CodeReconstructor(3, hidden=(6,), activation="gaussian", fourier=2)
+    m = _models(rec, C=3)
+    g = torch.Generator().manual_seed(5)
+    images = torch.rand(4, 784, generator=g, dtype=D)
+    masks = pixel_split(4, 0.5, seed=3)
+    noise = torch.randn(4, 2, 3, generator=g, dtype=D)
+    fit = adapt_codes(m, images, masks, starts=3, steps=2, refine=3, start_noise=noise, chunk=3)
+    assert fit.codes.shape == (4, 3, 3) and fit.held_error.shape == (4, 3)
+    for n in range(4):
+        for c in range(3):
+            one = adapt_codes(m.select(c), images[n:n + 1], masks[n:n + 1], starts=3, steps=2, refine=3,
+                              start_noise=noise[n:n + 1])
+            torch.testing.assert_close(one.codes[0, 0], fit.codes[n, c])
+            torch.testing.assert_close(one.held_error[0, 0], fit.held_error[n, c])
+            torch.testing.assert_close(one.penalty[0, 0], fit.penalty[n, c])
+    assert torch.equal(fit.predict(), fit.held_error.argmin(1))
+    torch.testing.assert_close(fit.scores(2.0), fit.held_error + 2.0 * fit.penalty)
+    # adaptation lowers J from the best start on every image and class
+    none = adapt_codes(m, images, masks, starts=1, steps=0, refine=0)
+    assert bool((fit.objective <= none.objective + 1e-12).all())
+    with pytest.raises(ValueError, match="masks"):
+        adapt_codes(m, images, masks[:2])
+    with pytest.raises(ValueError, match="start_noise"):
+        adapt_codes(m, images, masks, starts=3, start_noise=noise[:, :1])
+
+
+def test_meta_gradient_through_the_inner_steps_matches_finite_differences():
+    rec = CodeReconstructor(2, hidden=(4,), activation="tanh")
+    m = _models(rec, C=2, seed=7)
+    g = torch.Generator().manual_seed(8)
+    images = torch.rand(2, 3, 784, generator=g, dtype=D)
+    masks = pixel_split(6, 0.5, seed=4).reshape(2, 3, 784)
+    params = m.parameters()
+    for p in params:
+        p.requires_grad_(True)
+    grads = torch.autograd.grad(meta_loss(m, images, masks, steps=3), params)
+    for p in params:
+        p.requires_grad_(False)
+    eps = 1e-6
+    for p, grad in zip(params, grads):
+        for index in [(0, 0), (1, p.shape[1] - 1)]:
+            old = p[index].item()
+            p[index] = old + eps
+            up = meta_loss(m, images, masks, steps=3).item()
+            p[index] = old - eps
+            down = meta_loss(m, images, masks, steps=3).item()
+            p[index] = old
+            assert grad[index].item() == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-9)
+
+
+def _bars():
+    """Two synthetic classes: a vertical and a horizontal bar at a random position, brightness random."""
+    grid = coordinate_grid(dtype=D)
+    g = torch.Generator().manual_seed(0)
+
+    def draw(axis, n):
+        pos = torch.rand(n, 1, generator=g, dtype=D) * 1.2 - 0.6
+        level = 0.5 + 0.5 * torch.rand(n, 1, generator=g, dtype=D)
+        return level * torch.exp(-((grid[:, axis].unsqueeze(0) - pos) / 0.15) ** 2)
+
+    return draw(0, 60), draw(1, 60), draw(0, 20), draw(1, 20)
+
+
+def test_code_models_trained_on_two_classes_tell_them_apart_where_full_freedom_fits_anything():
+    # meta-trained on vertical and on horizontal bars, a code of 2 (the bar's place and brightness) lets each
+    # class model fit its own class: classification is near perfect on new bars
+    rec = CodeReconstructor(2, hidden=(12,), activation="gaussian")
+    m = CodeClassModels.initial(rec, 2, seed=0, dtype=D, inner_lr=0.5, beta=0.0)
+    _, _, vertical, horizontal = _bars()
+    trained = train_code_models(rec, [_bars()[0], _bars()[1]],
+                                CodeSettings(iterations=150, meta_batch=8, inner_steps=5, meta_lr=1e-2, beta=0.0),
+                                progress=False)
+    images = torch.cat([vertical, horizontal])
+    labels = torch.tensor([0] * 20 + [1] * 20)
+    masks = pixel_split(40, 0.5, seed=9)
+    fit = adapt_codes(trained, images, masks, starts=6, steps=5, refine=20)
+    assert float((fit.predict() == labels).double().mean()) >= 0.95
+    # a model free in every parameter fits the other class too: from class 0's network, 300 full-parameter steps
+    # on a horizontal bar bring its error below the code-adapted class 0's on the same image
+    mlp = MLP((2 + 2, 12, 1), activation="gaussian")
+    w = trained.w[0].clone().requires_grad_(True)
+    x = torch.cat([coordinate_grid(dtype=D), trained.mu[0].expand(784, 2)], dim=1).unsqueeze(0)
+    target = horizontal[0].reshape(1, 784, 1)
+    opt = torch.optim.Adam([w], lr=1e-2)
+    for _ in range(300):
+        opt.zero_grad()
+        loss = 0.5 * (mlp.forward(mlp.unflatten(w), x) - target).pow(2).mean()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.5 * float(fit.held_error[20, 0])
+    assert m.n_classes == 2
+
+
+def test_a_code_that_can_only_move_a_vertical_bar_provably_cannot_draw_a_horizontal_one():
+    # hand-set class models, code of 1: class 0 draws exp(−k²(x − z)²), a vertical bar at x = z; class 1 the same
+    # in y. Class 0's picture is constant along y whatever the code, so on any image its error is at least the
+    # image's variance within each column (of the pixels scored), a bound no adaptation can beat
+    k = 1 / 0.15
+    rec = CodeReconstructor(1, hidden=(1,), activation="gaussian")
+    m = CodeClassModels.initial(rec, 2, dtype=D, inner_lr=0.01, beta=0.0)
+    layout = rec.mlp.unflatten(m.w)  # views: W1 [2, 3, 1] over (x, y, code), b1, W2 [2, 1, 1], b2
+    layout[0].zero_()
+    layout[0][0, 0, 0], layout[0][0, 2, 0] = k, -k  # class 0: k (x − z)
+    layout[0][1, 1, 0], layout[0][1, 2, 0] = k, -k  # class 1: k (y − z)
+    layout[1].zero_()
+    layout[2].fill_(1.0)
+    layout[3].zero_()
+    m.log_sigma.fill_(math.log(0.5))
+    grid = coordinate_grid(dtype=D)
+    positions = torch.tensor([-0.5, -0.1, 0.3, 0.55], dtype=D)
+    vertical = torch.exp(-(k * (grid[:, 0].unsqueeze(0) - positions[:, None])) ** 2)
+    horizontal = torch.exp(-(k * (grid[:, 1].unsqueeze(0) - positions[:, None])) ** 2)
+    images = torch.cat([vertical, horizontal])
+    masks = pixel_split(8, 0.5, seed=1)
+    fit = adapt_codes(m, images, masks, starts=16, steps=20, refine=200,
+                      start_noise=torch.linspace(-1.6, 1.6, 15, dtype=D).expand(8, 15).unsqueeze(-1).contiguous())
+    assert fit.predict().tolist() == [0] * 4 + [1] * 4
+    assert float(fit.held_error[:4, 0].max()) < 1e-4 and float(fit.held_error[4:, 1].max()) < 1e-4  # its own: exact
+    for n in range(4, 8):  # class 0 on a horizontal bar: at least the within-column variance of the scored pixels
+        held = ~masks[n]
+        columns = torch.arange(784) % 28
+        bound = 0.0
+        for col in range(28):
+            values = images[n][held & (columns == col)]
+            bound += 0.5 * float(((values - values.mean()) ** 2).sum())
+        bound /= int(held.sum())
+        assert float(fit.held_error[n, 0]) >= bound - 1e-12 and bound > 100 * float(fit.held_error[n, 1])
+
+
+def test_training_rejects_bad_input():
+    rec = CodeReconstructor(2)
+    with pytest.raises(ValueError, match="classes"):
+        train_code_models(rec, [torch.rand(3, 784)])
+    with pytest.raises(ValueError, match=r"pixels_by_class\[1\]"):
+        train_code_models(rec, [torch.rand(3, 784), torch.rand(3, 10)])
+    with pytest.raises(ValueError, match="adapt_fraction"):
+        CodeSettings(adapt_fraction=0.0)
