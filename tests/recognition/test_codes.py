@@ -9,6 +9,7 @@ import torch
 
 from backprop2lib.models.mlp import MLP
 from backprop2lib.recognition.codes import (CodeClassModels, CodeReconstructor, CodeSettings, adapt_codes,
+                                            adapt_codes_with_edits,
                                             edited_coordinates, meta_loss, pixel_split, train_code_models)
 from backprop2lib.recognition.images import coordinate_grid
 
@@ -212,6 +213,35 @@ def test_a_code_that_can_only_move_a_vertical_bar_provably_cannot_draw_a_horizon
             bound += 0.5 * float(((values - values.mean()) ** 2).sum())
         bound /= int(held.sum())
         assert float(fit.held_error[n, 0]) >= bound - 1e-12 and bound > 100 * float(fit.held_error[n, 1])
+
+
+def test_edit_search_finds_the_shift_a_class_model_cannot_make_by_itself():
+    # a class model that can only draw a vertical bar at x = 0 (its code has no weight) meets bars moved by 4 and
+    # −3 pixels: adapting the code cannot help, searching over shifts of its picture finds the move
+    k = 1 / 0.15
+    rec = CodeReconstructor(1, hidden=(1,), activation="gaussian")
+    m = CodeClassModels.initial(rec, 1, dtype=D, inner_lr=0.01, beta=0.0)
+    layout = rec.mlp.unflatten(m.w)
+    for p in layout:
+        p.zero_()
+    layout[0][0, 0, 0] = k
+    layout[2].fill_(1.0)
+    grid = coordinate_grid(dtype=D)
+    pixel = 2 / 27
+    images = torch.exp(-(k * (grid[:, 0].unsqueeze(0) - torch.tensor([[4 * pixel], [-3 * pixel]], dtype=D))) ** 2)
+    masks = pixel_split(2, 0.5, seed=2)
+    edits = [((dx * pixel, 0.0), 0.0) for dx in range(-4, 5)]
+    kw = dict(starts=2, steps=1, refine=1)
+    plain = adapt_codes(m, images, masks, **kw)
+    searched, chosen = adapt_codes_with_edits(m, images, masks, edits, **kw)
+    assert chosen[:, 0].tolist() == [8, 1]  # +4 and −3 pixels
+    assert float(searched.held_error.max()) < 1e-12 < 0.01 < float(plain.held_error.min())
+    # each edit's row is an ordinary adaptation on the edited coordinates
+    one = adapt_codes(m, images[:1], masks[:1], features=rec.features(edited_coordinates(*edits[8], dtype=D))[None],
+                      **kw)
+    torch.testing.assert_close(one.held_error[0], searched.held_error[0])
+    with pytest.raises(ValueError, match="edits"):
+        adapt_codes_with_edits(m, images, masks, [])
 
 
 def test_training_rejects_bad_input():

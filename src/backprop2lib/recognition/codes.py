@@ -38,7 +38,7 @@ from ..models.mlp import MLP
 from .images import coordinate_grid
 
 __all__ = ["CodeReconstructor", "CodeClassModels", "CodeSettings", "CodeFit", "pixel_split", "adapt_codes",
-           "train_code_models", "edited_coordinates"]
+           "adapt_codes_with_edits", "train_code_models", "edited_coordinates"]
 
 
 # ----------------------------------------------------------------------------- the reconstructor
@@ -293,6 +293,46 @@ def adapt_codes(models: CodeClassModels, images: torch.Tensor, masks: torch.Tens
             out.append((z.transpose(0, 1), adapt.T, held.T, pen.T, (adapt + models.beta * pen).T))
     codes, adapt, held, pen, obj = (torch.cat(parts, 0).detach().cpu() for parts in zip(*out))
     return CodeFit(codes, adapt, held, pen, obj)
+
+
+def adapt_codes_with_edits(models: CodeClassModels, images: torch.Tensor, masks: torch.Tensor,
+                           edits: list[tuple[tuple[float, float], float]], *, prior_weight: float = 0.0,
+                           generator: torch.Generator | None = None, **adapt) -> tuple[CodeFit, torch.Tensor]:
+    """:func:`adapt_codes` once per edit ``((dx, dy), angle)`` of the class models' pictures (their coordinates
+    moved and turned, :func:`edited_coordinates`), keeping per image and class the edit whose score (held-out
+    error + ``prior_weight`` × penalty) is lowest. Returns that fit and the chosen edit's index ``[N, C]``.
+
+    Every (image, edit) pair is one row of a single batched adaptation, and every edit sees the same start
+    draws, so with the identity among ``edits`` the search can only lower the score.
+    """
+    if not edits:
+        raise ValueError("edits: expected at least one ((dx, dy), angle) edit")
+    N, E = images.shape[0], len(edits)
+    starts = adapt.get("starts", 8)
+    d = models.reconstructor.code_dim
+    noise = adapt.pop("start_noise", None)
+    if noise is None:
+        g = generator or torch.Generator().manual_seed(0)
+        noise = torch.randn(N, starts - 1, d, generator=g, dtype=torch.float64)
+    rec, dtype, device = models.reconstructor, models.w.dtype, models.w.device
+    feats = torch.stack([rec.features(edited_coordinates(shift, angle, dtype=dtype, device=device))
+                         for shift, angle in edits])  # [E, 784, F]
+    fit = adapt_codes(models, images.repeat_interleave(E, 0), masks.repeat_interleave(E, 0),
+                      features=feats.repeat(N, 1, 1), start_noise=noise.repeat_interleave(E, 0), **adapt)
+
+    def per_edit(t):  # [N·E, C, ...] -> [N, E, C, ...]
+        return t.reshape(N, E, *t.shape[1:])
+
+    score = per_edit(fit.scores(prior_weight))  # [N, E, C]
+    best = score.argmin(1)  # [N, C]
+
+    def pick(t):
+        t = per_edit(t)
+        index = best.reshape(N, 1, -1, *([1] * (t.dim() - 3))).expand(N, 1, *t.shape[2:])
+        return t.gather(1, index).squeeze(1)
+
+    return CodeFit(pick(fit.codes), pick(fit.adapt_error), pick(fit.held_error), pick(fit.penalty),
+                   pick(fit.objective)), best
 
 
 # ----------------------------------------------------------------------------- meta-training
