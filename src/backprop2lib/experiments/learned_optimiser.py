@@ -67,6 +67,7 @@ class Settings:
     """
 
     profile: str
+    device: str  # where the baselines run and any model is trained (the stored ones record their own)
     quad_tuning: int  # validation quadratics every baseline's rate is tuned on
     mnist_tuning: int  # validation-split MNIST networks ...
     shift_tuning: int  # ... per generalisation network (Adam only)
@@ -75,9 +76,12 @@ class Settings:
     lr_grid: tuple[float, ...] = (*LR_GRID, 3.0, 10.0)  # half-decades 1e-4 … 10
 
     @classmethod
-    def for_profile(cls, profile: str | Profile | None) -> "Settings":
+    def for_profile(cls, profile: str | Profile | None, device: str | None = None) -> "Settings":
+        """The profile's settings; ``device`` as :func:`backprop2lib.runtime.pick_device` chooses it by default."""
+        from ..runtime import pick_device
+
         p = resolve_profile(profile)
-        return cls(p.name, quad_tuning=p.select(smoke=20, paper=100), mnist_tuning=p.select(smoke=2, paper=20),
+        return cls(p.name, str(pick_device(device)), quad_tuning=p.select(smoke=20, paper=100), mnist_tuning=p.select(smoke=2, paper=20),
                    shift_tuning=p.select(smoke=2, paper=10), long_tuning=p.select(smoke=2, paper=5))
 
     @property
@@ -100,7 +104,7 @@ def load_models(settings: Settings, log: Callable[[str], None] = print) -> dict[
     ``{(problem, recipe): [model per training seed]}``, seeds in order."""
     out: dict[tuple[str, str], list[StoredModel]] = {}
     for spec in trained_models(settings.profile):
-        model = obtain(spec, log=log)
+        model = obtain(spec, log=log, device=settings.device)
         out.setdefault((spec.config["family"]["problem"], recipe_of(model)), []).append(model)
     for models in out.values():
         models.sort(key=lambda m: m.spec.config["training_seed"])
@@ -176,12 +180,13 @@ class Section:
 
 
 def compare_section(label: str, models: Mapping[str, Sequence[StoredModel]], baselines: Sequence[str],
-                    grid: Sequence[float], tuning_instances: int, steps: Sequence[int] | None = None) -> Section:
+                    grid: Sequence[float], tuning_instances: int, steps: Sequence[int] | None = None,
+                    device: str = "cpu") -> Section:
     """The learned optimisers' stored test runs of ``label`` and ``baselines`` tuned at each reported step on
     validation instances, then run on the same test instances."""
     first = next(iter(models.values()))
     entry = _evaluation_entry(first, label)
-    family = family_of(entry)
+    family = family_of(entry, device)
     horizon = entry["steps"]
     training = first[0].spec.config["meta"]["episode_length"]
     if steps is None:
@@ -217,8 +222,10 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> Results:
     quad = {r: ms for (p, r), ms in models.items() if p == "quadratic"}
     mnist = {r: ms for (p, r), ms in models.items() if p == "mnist"}
     return Results(settings, models,
-                   compare_section("quadratic", quad, settings.baselines, settings.lr_grid, settings.quad_tuning),
-                   compare_section("MNIST", mnist, settings.baselines, settings.lr_grid, settings.mnist_tuning),
+                   compare_section("quadratic", quad, settings.baselines, settings.lr_grid, settings.quad_tuning,
+                                   device=settings.device),
+                   compare_section("MNIST", mnist, settings.baselines, settings.lr_grid, settings.mnist_tuning,
+                                   device=settings.device),
                    generalisation_sections(settings, models))
 
 
@@ -233,7 +240,8 @@ def generalisation_sections(settings: Settings, models: Mapping[tuple[str, str],
         training = first[0].spec.config["meta"]["episode_length"]
         steps = sorted({min(training, horizon), horizon}) if label != LONG else [horizon]
         out[label] = compare_section(label, lstms, ("Adam",), settings.lr_grid,
-                                     settings.long_tuning if label == LONG else settings.shift_tuning, steps)
+                                     settings.long_tuning if label == LONG else settings.shift_tuning, steps,
+                                     device=settings.device)
     return out
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
+
 from ..data.mnist import N_CLASSES, N_PIXELS, Split, bundled_split
 from .problems import MNISTNets, Quadratics
 
@@ -46,15 +48,18 @@ class Family:
         return self.sample(n, TEST_SEED, "test")
 
 
-def quadratic_family(draw: str = "gaussian", dim: int = 10) -> Family:
-    """Random quadratics ‖Wθ − y‖² (no data splits: every purpose draws from its own seeds)."""
-    return Family(f"quadratic ({draw})", lambda n, seed, split: Quadratics.sample(n, dim=dim, draw=draw, seed=seed))
+def quadratic_family(draw: str = "gaussian", dim: int = 10, *, device: torch.device | str = "cpu") -> Family:
+    """Random quadratics ‖Wθ − y‖² (no data splits: every purpose draws from its own seeds), on ``device``."""
+    return Family(f"quadratic ({draw})", lambda n, seed, split: Quadratics.sample(n, dim=dim, draw=draw, seed=seed,
+                                                                              device=device))
 
 
-def mnist_family(*, hidden: tuple[int, ...] = (20,), activation: str = "sigmoid", split: Split | None = None) -> Family:
-    """MLPs 784 → hidden → 10 on the bundled MNIST subset (split from seed 0 unless ``split`` is given)."""
+def mnist_family(*, hidden: tuple[int, ...] = (20,), activation: str = "sigmoid", split: Split | None = None,
+                 device: torch.device | str = "cpu") -> Family:
+    """MLPs 784 → hidden → 10 on the bundled MNIST subset (split from seed 0 unless ``split`` is given), on
+    ``device`` (the draws are made on the CPU, so every device sees the same instances)."""
     data = split if split is not None else bundled_split(seed=0)
     pools = {"train": data.train, "validation": data.validation, "test": data.test}
     label = f"MNIST {'-'.join(map(str, (N_PIXELS, *hidden, N_CLASSES)))} {activation}"
     return Family(label, lambda n, seed, name: MNISTNets.sample(n, pools[name], hidden=tuple(hidden),
-                                                                 activation=activation, seed=seed))
+                                                                 activation=activation, seed=seed, device=device))

@@ -27,31 +27,35 @@ from .problems import RandomlyScaled
 EVALUATION_COORDINATES = 16_384  # coordinates a learned optimiser steps at once in evaluation
 
 
-def family_of(entry: dict) -> Family:
+def family_of(entry: dict, device: torch.device | str = "cpu") -> Family:
     """The family a configuration entry names: ``{"problem": "quadratic", "draw", "dim"}`` or
-    ``{"problem": "mnist", "hidden", "activation"}``."""
+    ``{"problem": "mnist", "hidden", "activation"}``, its instances on ``device``."""
     if entry["problem"] == "quadratic":
-        return quadratic_family(entry.get("draw", "gaussian"), entry.get("dim", 10))
+        return quadratic_family(entry.get("draw", "gaussian"), entry.get("dim", 10), device=device)
     if entry["problem"] == "mnist":
-        return mnist_family(hidden=tuple(entry["hidden"]), activation=entry["activation"])
+        return mnist_family(hidden=tuple(entry["hidden"]), activation=entry["activation"], device=device)
     raise ValueError(f"problem: unknown family {entry['problem']!r}; valid: quadratic, mnist")
 
 
 def evaluate(net: CoordinatewiseOptimiser, problems, n_steps: int) -> np.ndarray:
-    """The loss ``[n_steps + 1, B]`` of ``net`` run on every instance, in chunks of about 16k coordinates
-    (the same numbers as one batch; a chunk's recurrent state stays in cache)."""
-    chunk = max(1, EVALUATION_COORDINATES // problems.n_params)
+    """The loss ``[n_steps + 1, B]`` of ``net`` run on every instance: on a CPU in chunks of about 16k
+    coordinates (the same numbers as one batch; a chunk's recurrent state stays in cache), on a GPU at once."""
+    on_gpu = problems.init().device.type == "cuda"
+    chunk = problems.n_instances if on_gpu else max(1, EVALUATION_COORDINATES // problems.n_params)
     parts = [unrolled_losses(net, problems.chunk(a, min(a + chunk, problems.n_instances)), n_steps)
              for a in range(0, problems.n_instances, chunk)]
-    return torch.cat(parts, dim=1).double().numpy()
+    return torch.cat(parts, dim=1).double().cpu().numpy()
 
 
-def train(spec, checkpoint: Path | None, progress: bool | None = None) -> tuple[dict, dict]:
-    """Meta-train the optimiser ``spec.config`` describes, then run its evaluations: ``(parameters, record)``;
-    each evaluation's losses are a float32 array ``[recorded steps, instances]`` (NaN where a run diverged)."""
+def train(spec, checkpoint: Path | None, progress: bool | None = None,
+          device: torch.device | str = "cpu") -> tuple[dict, dict]:
+    """Meta-train the optimiser ``spec.config`` describes on ``device``, then run its evaluations: ``(parameters,
+    record)``; each evaluation's losses are a float32 array ``[recorded steps, instances]`` (NaN where a run
+    diverged). The instances and the optimiser's initial weights are drawn on the CPU, whatever the device."""
     c = spec.config
-    family = family_of(c["family"])
-    net = CoordinatewiseOptimiser(LearnedOptimiserConfig(**c["optimiser"]), seed=c["training_seed"])
+    device = torch.device(device)
+    family = family_of(c["family"], device)
+    net = CoordinatewiseOptimiser(LearnedOptimiserConfig(**c["optimiser"]), seed=c["training_seed"]).to(device)
     if c["compile"]:
         net.compile()
     sample = family.train(c["instances_per_episode"], c["training_seed"])
@@ -71,7 +75,7 @@ def train(spec, checkpoint: Path | None, progress: bool | None = None) -> tuple[
     seconds = result.seconds
     for entry in c["evaluations"]:
         started = time.perf_counter()
-        losses = evaluate(result.net, family_of(entry).test(entry["n"]), entry["steps"])
+        losses = evaluate(result.net, family_of(entry, device).test(entry["n"]), entry["steps"])
         steps = list(range(0, entry["steps"] + 1, entry["record_every"]))
         if steps[-1] != entry["steps"]:
             steps.append(entry["steps"])
@@ -79,4 +83,4 @@ def train(spec, checkpoint: Path | None, progress: bool | None = None) -> tuple[
                                                  "seconds": time.perf_counter() - started}
         seconds += time.perf_counter() - started
     record["seconds"] = seconds
-    return result.net.state_dict(), record
+    return {k: v.cpu() for k, v in result.net.state_dict().items()}, record

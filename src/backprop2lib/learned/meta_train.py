@@ -119,7 +119,7 @@ def meta_train(
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.exists():
         try:
-            saved = torch.load(path, weights_only=False)
+            saved = torch.load(path, weights_only=False, map_location="cpu")  # any device resumes any
         except Exception as err:  # a corrupt file must not silently restart training
             raise ValueError(f"checkpoint: could not read {path} ({err}); delete it to start afresh") from err
         if saved.get("config") != asdict(config) or saved.get("net_config") != asdict(net.config):

@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
                                                         "else paper)")
     parser.add_argument("--jobs", type=int, default=1, help="models trained at once, one process each (default 1)")
     parser.add_argument("--threads", type=int, default=None, help="threads per process (default: cores shared out)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when visible, else the CPU)")
     args = parser.parse_args(argv)
     try:
         profile = resolve_profile(args.profile).name
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
-    results = train_models(chosen, jobs=args.jobs, threads=args.threads)
+    results = train_models(chosen, jobs=args.jobs, threads=args.threads, device=args.device)
     failed = [r for r in results if r[2] != "trained"]
     for name, seconds, outcome in results:
         print(f"{name:40s} {outcome} ({seconds:.0f} s)")

@@ -42,7 +42,7 @@ class StoreError(ValueError):
 class ModelSpec:
     """What one stored model is and how it is trained.
 
-    ``module`` names a library module with ``train(spec, checkpoint, progress) -> (state, record)``:
+    ``module`` names a library module with ``train(spec, checkpoint, progress, device=...) -> (state, record)``:
     ``state`` a dict of tensors (the parameters), ``record`` a JSON-able dict of what the training
     measured; ``checkpoint`` a file to resume from and save to (or None). ``estimate_s`` is the
     expected training time on a 2-core CPU, for messages. ``persist=False`` (the ``smoke`` profile)

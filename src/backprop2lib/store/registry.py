@@ -61,23 +61,21 @@ def partial_checkpoint(spec: ModelSpec, stamp: str, root: Path | None = None) ->
     return base / "partial" / f"{spec.name}-{stamp[:16]}.pt"
 
 
-def _describe_device() -> str:
-    from ..runtime import describe_device
-
-    return describe_device(torch.device("cpu"))
-
-
 def train_and_save(spec: ModelSpec, root: Path | None = None, *, progress: bool | None = None,
-                   log: Callable[[str], None] = print) -> StoredModel:
-    """Train ``spec`` (resuming from its partial checkpoint), then save it (unless ``persist`` is False)."""
+                   log: Callable[[str], None] = print, device: str | torch.device | None = None) -> StoredModel:
+    """Train ``spec`` (resuming from its partial checkpoint) on ``device`` (default: CUDA when visible, else the
+    CPU; ``$BACKPROP2_DEVICE`` overrides), then save it (unless ``persist`` is False)."""
+    from ..runtime import describe_device, pick_device
+
     module = importlib.import_module(spec.module)
+    device = pick_device(None if device is None else str(device))
     started = time.perf_counter()
     when = datetime.datetime.now(datetime.timezone.utc)
     info = {"started": when.strftime("%Y-%m-%d %H:%M UTC"), "host": platform.node() or "?",
-            "device": _describe_device(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "device": describe_device(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "python": platform.python_version()}
     if not spec.persist:
-        state, record = module.train(spec, None, progress)
+        state, record = module.train(spec, None, progress, device=device)
         info.update(seconds=time.perf_counter() - started,
                     finished=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
         return StoredModel(spec, state, "", record, info, source="trained now (not stored in this profile)")
@@ -90,7 +88,7 @@ def train_and_save(spec: ModelSpec, root: Path | None = None, *, progress: bool 
     if checkpoint.exists():
         log(f"{spec.name}: resuming from {checkpoint.parent.name}/{checkpoint.name}")
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    state, record = module.train(spec, checkpoint, progress)
+    state, record = module.train(spec, checkpoint, progress, device=device)
     info.update(seconds=record.get("seconds", time.perf_counter() - started),
                 session_seconds=time.perf_counter() - started,
                 finished=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
@@ -100,7 +98,7 @@ def train_and_save(spec: ModelSpec, root: Path | None = None, *, progress: bool 
 
 
 def obtain(spec: ModelSpec, root: Path | None = None, *, progress: bool | None = None,
-           log: Callable[[str], None] = print) -> StoredModel:
+           log: Callable[[str], None] = print, device: str | torch.device | None = None) -> StoredModel:
     """The trained model: loaded when fresh, otherwise trained now (saying why and for about how long)."""
     if spec.persist:
         state = status(spec, root)
@@ -115,19 +113,19 @@ def obtain(spec: ModelSpec, root: Path | None = None, *, progress: bool | None =
         else:
             log(f"{spec.name}: the stored model is {state}; training it now, about {_minutes(spec.estimate_s)} "
                 f"on 2 CPU cores (or `python -m backprop2lib.store train {spec.name}` beforehand)")
-    return train_and_save(spec, root, progress=progress, log=log)
+    return train_and_save(spec, root, progress=progress, log=log, device=device)
 
 
 def _minutes(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
-def _train_in_worker(args: tuple[ModelSpec, str | None, int]) -> tuple[str, float, str]:
-    spec, root, threads = args
+def _train_in_worker(args: tuple[ModelSpec, str | None, int, str | None]) -> tuple[str, float, str]:
+    spec, root, threads, device = args
     torch.set_num_threads(threads)
     started = time.perf_counter()
     try:
-        train_and_save(spec, Path(root) if root else None, progress=False,
+        train_and_save(spec, Path(root) if root else None, progress=False, device=device,
                        log=lambda line: print(line, file=sys.stderr, flush=True))
     except Exception as err:  # noqa: BLE001 - reported per model in the table, the others carry on
         return spec.name, time.perf_counter() - started, f"failed: {type(err).__name__}: {err}"
@@ -135,7 +133,8 @@ def _train_in_worker(args: tuple[ModelSpec, str | None, int]) -> tuple[str, floa
 
 
 def train_models(specs: Iterable[ModelSpec], *, jobs: int = 1, root: Path | None = None,
-                 threads: int | None = None, log: Callable[[str], None] = print) -> list[tuple[str, float, str]]:
+                 threads: int | None = None, device: str | None = None,
+                 log: Callable[[str], None] = print) -> list[tuple[str, float, str]]:
     """Train ``specs`` in the order given, ``jobs`` at a time in worker processes, each with ``threads`` threads
     (default: the cores shared out); returns ``(name, seconds, outcome)`` per model."""
     specs = list(specs)
@@ -147,7 +146,7 @@ def train_models(specs: Iterable[ModelSpec], *, jobs: int = 1, root: Path | None
     results: dict[str, tuple[str, float, str]] = {}
     for spec in order:
         log(f"{spec.name}: queued, about {_minutes(spec.estimate_s)}")
-    work = [(spec, str(root) if root else None, threads) for spec in order]
+    work = [(spec, str(root) if root else None, threads, device) for spec in order]
     if jobs == 1:
         outcomes = map(_train_in_worker, work)
         for outcome in outcomes:
