@@ -9,7 +9,7 @@ import torch
 
 from backprop2lib.models.mlp import MLP
 from backprop2lib.recognition.codes import (CodeClassModels, CodeReconstructor, CodeSettings, adapt_codes,
-                                            adapt_codes_with_edits,
+                                            adapt_codes_with_edits, meta_loss_on_points,
                                             edited_coordinates, meta_loss, pixel_split, train_code_models)
 from backprop2lib.recognition.images import coordinate_grid
 
@@ -134,6 +134,31 @@ def test_meta_gradient_through_the_inner_steps_matches_finite_differences():
             down = meta_loss(m, images, masks, steps=3).item()
             p[index] = old
             assert grad[index].item() == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-9)
+
+
+def test_the_meta_loss_on_gathered_pixels_is_the_masked_one():
+    # every image adapts on exactly its masked pixels and is scored on the rest: the two forms agree, gradients too
+    rec = CodeReconstructor(2, hidden=(4,), activation="tanh", fourier=2)
+    m = _models(rec, C=2, seed=3)
+    g = torch.Generator().manual_seed(2)
+    images = torch.rand(2, 3, 784, generator=g, dtype=D)
+    masks = pixel_split(6, 0.5, seed=5).reshape(2, 3, 784)
+    feats = rec.features(coordinate_grid(dtype=D))
+    adapt_idx = torch.stack([torch.stack([row.nonzero().flatten() for row in cls]) for cls in masks])
+    query_idx = torch.stack([torch.stack([(~row).nonzero().flatten() for row in cls]) for cls in masks])
+    params = m.parameters()
+    for p in params:
+        p.requires_grad_(True)
+    masked = meta_loss(m, images, masks, steps=2)
+    gathered = meta_loss_on_points(m, images.gather(-1, adapt_idx), feats[adapt_idx], images.gather(-1, query_idx),
+                                   feats[query_idx], steps=2)
+    torch.testing.assert_close(masked, gathered)
+    for a, b in zip(torch.autograd.grad(masked, params), torch.autograd.grad(gathered, params)):
+        torch.testing.assert_close(a, b)
+    for p in params:
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="points"):
+        CodeSettings(points=500)
 
 
 def _bars():

@@ -98,7 +98,8 @@ class CodeReconstructor:
 
     def reconstruct(self, w: torch.Tensor, codes: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """Brightness ``[C, N, n]`` of class networks ``w [C, P]`` with codes ``codes [C, N, d]`` at pixels whose
-        features are ``features`` (``[n, F]`` shared by every image, or ``[N, n, F]`` per image)."""
+        features are ``features`` (``[n, F]`` shared by every image, ``[N, n, F]`` per image, or
+        ``[C, N, n, F]`` per class and image)."""
         C, N, d = codes.shape
         if w.dim() != 2 or w.shape != (C, self.n_params):
             raise ValueError(f"w: expected [C, {self.n_params}] for {C} classes, got {tuple(w.shape)}")
@@ -111,8 +112,11 @@ class CodeReconstructor:
             coord_part = (features @ W1[:, :F]).unsqueeze(1)  # [C, 1, n, H]
         elif features.dim() == 3 and features.shape[0] == N:
             coord_part = torch.einsum("knf,cfh->cknh", features, W1[:, :F])  # [C, N, n, H]
+        elif features.dim() == 4 and features.shape[:2] == (C, N):
+            coord_part = torch.einsum("cknf,cfh->cknh", features, W1[:, :F])
         else:
-            raise ValueError(f"features: expected [n, {F}] or [{N}, n, {F}], got {tuple(features.shape)}")
+            raise ValueError(f"features: expected [n, {F}], [{N}, n, {F}] or [{C}, {N}, n, {F}], "
+                             f"got {tuple(features.shape)}")
         code_part = torch.einsum("ckd,cdh->ckh", codes, W1[:, F:]) + b1.unsqueeze(1)  # [C, N, H]
         a = coord_part + code_part.unsqueeze(2)  # [C, N, n, H]
         n = a.shape[2]
@@ -345,6 +349,7 @@ class CodeSettings:
     meta_batch: int = 16  # images per class per iteration
     inner_steps: int = 5
     adapt_fraction: float = 0.5  # pixels adapted on in training; the query is the rest
+    points: int | None = 256  # adapt and query pixels drawn per image and iteration (None: all, by the split)
     meta_lr: float = 3e-3
     inner_lr: float = 1.0  # α's start
     beta: float = 0.01
@@ -357,6 +362,11 @@ class CodeSettings:
                 raise ValueError(f"{name}: expected a positive int, got {value!r}")
         if not 0 < self.adapt_fraction < 1:
             raise ValueError(f"adapt_fraction: expected a fraction in (0, 1), got {self.adapt_fraction!r}")
+        if self.points is not None and (isinstance(self.points, bool) or not isinstance(self.points, int)
+                                        or not 1 <= self.points <= min(self.adapt_fraction, 1 - self.adapt_fraction)
+                                        * N_PIXELS):
+            raise ValueError(f"points: expected None or an int from 1 to the smaller side of the split "
+                             f"({int(min(self.adapt_fraction, 1 - self.adapt_fraction) * N_PIXELS)}), got {self.points!r}")
         for name in ("meta_lr", "inner_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
@@ -390,6 +400,26 @@ def meta_loss(models: CodeClassModels, images: torch.Tensor, masks: torch.Tensor
     return held.mean()
 
 
+def meta_loss_on_points(models: CodeClassModels, adapt_y: torch.Tensor, adapt_features: torch.Tensor,
+                        query_y: torch.Tensor, query_features: torch.Tensor, steps: int) -> torch.Tensor:
+    """:func:`meta_loss` on gathered pixels: class c's image t adapts on the pixels ``adapt_y [C, T, n_a]`` (features
+    ``[C, T, n_a, F]``) and is scored on ``query_y [C, T, n_q]``. Training draws a few hundred of each per image
+    instead of computing all 784 pixels at every inner step."""
+    C, T, _ = adapt_y.shape
+    d = models.reconstructor.code_dim
+    z = models.mu.unsqueeze(1).expand(C, T, d)
+    if not z.requires_grad:
+        z = z.clone().requires_grad_(True)
+    alpha = models.log_alpha.exp().unsqueeze(1)
+    for _ in range(steps):
+        pred = models.reconstructor.reconstruct(models.w, z, adapt_features)
+        J = 0.5 * (pred - adapt_y).pow(2).mean(-1) + models.beta * models.penalty(z)
+        (grad,) = torch.autograd.grad(J.sum(), z, create_graph=True)
+        z = z - alpha * grad
+    pred = models.reconstructor.reconstruct(models.w, z, query_features)
+    return 0.5 * (pred - query_y).pow(2).mean()
+
+
 def train_code_models(reconstructor: CodeReconstructor, pixels_by_class: list[torch.Tensor],
                       settings: CodeSettings = CodeSettings(), *, progress: bool | None = None) -> CodeClassModels:
     """Meta-train one code class model per entry of ``pixels_by_class`` (class c's images ``[M_c, 784]``), all at
@@ -416,8 +446,16 @@ def train_code_models(reconstructor: CodeReconstructor, pixels_by_class: list[to
         batch = torch.stack([p[torch.randint(p.shape[0], (s.meta_batch,), generator=g).to(p.device)]
                              for p in pixels_by_class])  # [C, T, 784]
         masks = pixel_split(len(pixels_by_class) * s.meta_batch, s.adapt_fraction,
-                            seed=int(torch.randint(2**31 - 1, (1,), generator=g)), device=device)
-        loss = meta_loss(models, batch, masks.reshape(batch.shape), s.inner_steps, feats)
+                            seed=int(torch.randint(2**31 - 1, (1,), generator=g)), device=device).reshape(batch.shape)
+        if s.points is None:
+            loss = meta_loss(models, batch, masks, s.inner_steps, feats)
+        else:  # a draw of each side of the split: the first `points` adapted and held-out pixels in a random order
+            order = torch.rand(batch.shape, generator=g, dtype=torch.float64).to(device).argsort(-1)
+            side = masks.gather(-1, order)
+            adapt_idx = order.masked_select(side).reshape(*batch.shape[:2], -1)[..., :s.points]
+            query_idx = order.masked_select(~side).reshape(*batch.shape[:2], -1)[..., :s.points]
+            loss = meta_loss_on_points(models, batch.gather(-1, adapt_idx), feats[adapt_idx],
+                                       batch.gather(-1, query_idx), feats[query_idx], s.inner_steps)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"train_code_models: meta-loss not finite at iteration {it}")
         opt.zero_grad(set_to_none=True)
