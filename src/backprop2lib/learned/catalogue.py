@@ -49,8 +49,8 @@ def model_name(problem: str, recipe: str, seed: int, profile: str) -> str:
 
 SIZES = {  # profile -> the sizes that differ between profiles
     "smoke": {"q_seeds": 5, "q_episodes": 10, "q_length": 20, "q_unroll": 10, "q_validate": 5, "q_instances": 32,
-              "q_validation": 20, "q_test": (20, 40), "m_seeds": 3, "m_episodes": 1, "m_length": 20, "m_unroll": 10,
-              "m_validate": 1, "m_checkpoint": 1, "m_validation": 1, "m_test": (2, 20), "m_shift": (2, 10),
+              "q_validation": 20, "q_test": (20, 40), "m_seeds": 3, "m_episodes": 1, "m_length": 10, "m_unroll": 5,
+              "m_validate": 1, "m_checkpoint": 1, "m_validation": 1, "m_test": (2, 10), "m_shift": (2, 10),
               "m_long": (2, 20)},
     "paper": {"q_seeds": 5, "q_episodes": 500, "q_length": 100, "q_unroll": 20, "q_validate": 25,
               "q_instances": 128, "q_validation": 100, "q_test": (200, 200), "m_seeds": 3, "m_episodes": 1000,
