@@ -146,3 +146,13 @@ def test_the_paper_reference_values():
     assert ch6.PAPER_NAG["MNIST, 100"] < ch6.PAPER["MNIST, 100"][1]
     assert ch6.PAPER_NAG["MNIST, 200"] < ch6.PAPER["MNIST, 200"][1]
     assert ch6.PAPER["quadratic, 100"][:2] == (0.040, 0.051)
+
+
+def test_the_early_stopping_check_reads_the_validation_curve():
+    model = _model(0, [[1.0]], [0])
+    model.record.update(validation=[[9, 0.5], [19, 0.3], [29, 0.4]], best_episode=19, best_validation=0.3)
+    assert ch6._early_stopped(model)
+    model.record["best_episode"] = 29  # parameters from a later, worse check
+    assert not ch6._early_stopped(model)
+    model.record.update(validation=[], best_episode=-1)
+    assert not ch6._early_stopped(model)
