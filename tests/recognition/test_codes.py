@@ -277,3 +277,31 @@ def test_training_rejects_bad_input():
         train_code_models(rec, [torch.rand(3, 784), torch.rand(3, 10)])
     with pytest.raises(ValueError, match="adapt_fraction"):
         CodeSettings(adapt_fraction=0.0)
+
+
+def test_moved_digits_and_edited_pictures_agree():
+    from backprop2lib.recognition.images import moved_images
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(3, 784, generator=g, dtype=D)
+    pictures = images.reshape(3, 28, 28)
+    # whole pixels: 2 right, 1 up is a roll of the picture with black coming in
+    moved = moved_images(images, (2, 1)).reshape(3, 28, 28)
+    expected = torch.zeros_like(pictures)
+    expected[:, :-1, 2:] = pictures[:, 1:, :-2]  # row r of the moved image is row r + 1 of the original (up)
+    torch.testing.assert_close(moved, expected)
+    torch.testing.assert_close(moved_images(images), images)
+    quarter = moved_images(images, angle_degrees=90).reshape(3, 28, 28)
+    torch.testing.assert_close(quarter, torch.rot90(pictures, k=1, dims=(1, 2)), atol=1e-12, rtol=0)
+    # a class model's picture drawn on edited coordinates is the moved picture (whole-pixel shift, on the
+    # pixels the shift keeps inside the frame)
+    rec = CodeReconstructor(2, hidden=(6,), activation="tanh")
+    m = _models(rec, C=1, seed=4)
+    code = torch.randn(1, 1, 2, generator=g, dtype=D)
+    drawn = rec.reconstruct(m.w, code, rec.features(coordinate_grid(dtype=D)))[0].clamp(0, 1)
+    edited = rec.reconstruct(m.w, code, rec.features(edited_coordinates((2 * 2 / 27, 1 * 2 / 27), dtype=D)))[0]
+    inside = torch.ones(28, 28, dtype=torch.bool)
+    inside[:, :2] = False
+    inside[-1, :] = False
+    torch.testing.assert_close(moved_images(drawn, (2, 1)).reshape(28, 28)[inside],
+                               edited.clamp(0, 1).reshape(28, 28)[inside])

@@ -12,6 +12,7 @@ when plotted with ``imshow``. Points are listed row-major (index ``r * side + c`
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,7 @@ import torch
 from ..data.mnist import MNIST, N_PIXELS, SIDE
 from ..tasks.batch import TaskFamily
 
-__all__ = ["ImageTasks", "coordinate_grid", "images_to_tasks", "tasks_to_images"]
+__all__ = ["ImageTasks", "coordinate_grid", "images_to_tasks", "moved_images", "tasks_to_images"]
 
 
 def coordinate_grid(side: int = SIDE, *, device: torch.device | str = "cpu",
@@ -80,6 +81,28 @@ def images_to_tasks(images: torch.Tensor | MNIST, *, device: torch.device | str 
         y = flat.to(device=device, dtype=dtype)
     x = coordinate_grid(SIDE, device=device, dtype=dtype).expand(flat.shape[0], N_PIXELS, 2)
     return x, y.unsqueeze(-1)
+
+
+def moved_images(images: torch.Tensor, shift_pixels=(0.0, 0.0), angle_degrees: float = 0.0) -> torch.Tensor:
+    """Digits ``[N, 784]`` (grey levels in [0, 1]) moved by ``shift_pixels = (right, up)`` and turned by
+    ``angle_degrees`` anticlockwise about the centre, bilinear, black outside: I'(x) = I(R⁻¹(x − t)) on the
+    coordinate grid (the test set of shifted and rotated digits; :func:`.codes.edited_coordinates` makes the
+    same move on a class model's picture). Whole-pixel shifts move pixels exactly."""
+    flat = _flat_pixels(images)
+    if not flat.is_floating_point():
+        raise ValueError(f"images: expected floating-point grey levels in [0, 1], got {flat.dtype}")
+    grid = coordinate_grid(dtype=flat.dtype, device=flat.device)
+    step = 2 / (SIDE - 1)
+    t = torch.tensor([shift_pixels[0] * step, shift_pixels[1] * step], dtype=flat.dtype, device=flat.device)
+    a = math.radians(angle_degrees)
+    inverse = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]], dtype=flat.dtype,
+                           device=flat.device)  # x ↦ R⁻¹x for row vectors
+    source = (grid - t) @ inverse  # where each pixel of the moved image comes from, in coordinates
+    # grid_sample reads (x, y) with y pointing down the rows: our y is up
+    sample = torch.stack([source[:, 0], -source[:, 1]], -1).reshape(1, SIDE, SIDE, 2).expand(flat.shape[0], -1, -1, -1)
+    out = torch.nn.functional.grid_sample(flat.reshape(-1, 1, SIDE, SIDE), sample, mode="bilinear",
+                                          padding_mode="zeros", align_corners=True)
+    return out.reshape(-1, N_PIXELS).clamp(0, 1)
 
 
 def tasks_to_images(y: torch.Tensor) -> torch.Tensor:
