@@ -199,9 +199,9 @@ def compare_section(label: str, models: Mapping[str, Sequence[StoredModel]], bas
     every = int(np.gcd.reduce(np.diff(recorded))) if len(recorded) > 1 else horizon
     for name in baselines:
         choices[name] = tune_lr_at(lambda lr, cls=STEPPERS[name]: cls(lr), grid, tuning, list(steps))
-        for step in steps:
-            curves[(name, step)] = run_optimiser(STEPPERS[name](choices[name][step].best), test, horizon,
-                                                 record_every=every)
+        for step in steps:  # a rate tuned for an earlier step runs to that step only (the figure shows the last)
+            curves[(name, step)] = run_optimiser(STEPPERS[name](choices[name][step].best), test, step,
+                                                 record_every=math.gcd(every, step))
     return Section(label, tuple(steps), training, learned, choices, curves, entry["n"], tuning_instances)
 
 
