@@ -305,3 +305,23 @@ def test_moved_digits_and_edited_pictures_agree():
     inside[-1, :] = False
     torch.testing.assert_close(moved_images(drawn, (2, 1)).reshape(28, 28)[inside],
                                edited.clamp(0, 1).reshape(28, 28)[inside])
+
+
+def test_adapting_on_a_draw_of_pixels():
+    rec = CodeReconstructor(3, hidden=(6,), activation="gaussian", fourier=2)
+    m = _models(rec, C=2)
+    g = torch.Generator().manual_seed(6)
+    images = torch.rand(3, 784, generator=g, dtype=D)
+    masks = pixel_split(3, 0.25, seed=4)
+    noise = torch.randn(3, 1, 3, generator=g, dtype=D)
+    kw = dict(starts=2, steps=2, refine=2, start_noise=noise)
+    every = adapt_codes(m, images, masks, points=196, **kw)  # all 196 adapted pixels, in another order
+    torch.testing.assert_close(every.codes, adapt_codes(m, images, masks, **kw).codes)
+    few = adapt_codes(m, images, masks, points=20, **kw)
+    assert not torch.allclose(few.codes, every.codes)
+    # the draw is of adapted pixels only: moving a held-out pixel's value changes nothing in the adaptation
+    other = images.clone()
+    other[~masks] = 1 - other[~masks]
+    torch.testing.assert_close(adapt_codes(m, other, masks, points=20, **kw).codes, few.codes)
+    with pytest.raises(ValueError, match="points"):
+        adapt_codes(m, images, masks, points=197, **kw)

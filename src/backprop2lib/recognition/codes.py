@@ -244,12 +244,14 @@ class CodeFit:
 def adapt_codes(models: CodeClassModels, images: torch.Tensor, masks: torch.Tensor, *, starts: int = 8,
                 steps: int = 5, refine: int = 20, features: torch.Tensor | None = None,
                 start_noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                chunk: int = 64) -> CodeFit:
+                chunk: int = 64, points: int | None = None) -> CodeFit:
     """Every class model's code adapted to every image (``images [N, 784]`` in [0, 1]) on its ``masks``:
     ``starts`` starts (the prior mean, then draws from N(μ, σ²)) take ``steps`` steps; the best by J is refined for
     ``refine`` more. ``features``: the pixels' features (default: the plain grid's; ``[N, 784, F]`` for edited
     coordinates per image). ``start_noise [N, starts - 1, d]``: the draws' standard-normal noise (default from
-    ``generator``), shared by the classes. Images go in chunks of ``chunk``; gradients never leave this function.
+    ``generator``), shared by the classes. ``points``: adapt on a random draw of this many of each image's adapted
+    pixels (the same draw for every class and start; the cost of a step scales with it); the errors reported are on
+    every adapted and held-out pixel. Images go in chunks of ``chunk``; gradients never leave this function.
     """
     if images.dim() != 2 or images.shape[1] != N_PIXELS:
         raise ValueError(f"images: expected [N, {N_PIXELS}] grey levels in [0, 1], got {tuple(images.shape)}")
@@ -270,29 +272,47 @@ def adapt_codes(models: CodeClassModels, images: torch.Tensor, masks: torch.Tens
     start_noise = start_noise.to(device=device, dtype=dtype)
     grid = models.reconstructor.features(coordinate_grid(dtype=dtype, device=device)) if features is None else features
     images, masks = images.to(device=device, dtype=dtype), masks.to(device)
+    if points is not None:
+        fewest = int(masks.sum(1).min()) if N else 0
+        if isinstance(points, bool) or not isinstance(points, int) or not 1 <= points <= max(fewest, 1):
+            raise ValueError(f"points: expected None or an int from 1 to the fewest adapted pixels of an image "
+                             f"({fewest}), got {points!r}")
+        g = torch.Generator().manual_seed(int(torch.randint(2**31 - 1, (1,), generator=generator))
+                                          if generator is not None else 1)
+        order = torch.rand(N, N_PIXELS, generator=g, dtype=torch.float64).to(device).argsort(1)
+        # each image's first `points` adapted pixels in that random order
+        rank = torch.where(masks.gather(1, order), torch.arange(N_PIXELS, device=device), N_PIXELS)
+        chosen = order.gather(1, rank.sort(1).indices[:, :points])  # [N, points]
     out = []
     with torch.enable_grad():
         for a in range(0, N, chunk):
             b = min(N, a + chunk)
             n = b - a
-            feats = grid if grid.dim() == 2 else grid[a:b].repeat_interleave(starts, 0)
+            if points is None:
+                fit_grid, fit_images, fit_masks = grid, images[a:b], masks[a:b]
+            else:  # per image: its drawn pixels only, all of them adapted on
+                idx = chosen[a:b]
+                fit_grid = grid[idx] if grid.dim() == 2 else grid[a:b].gather(1, idx[..., None].expand(-1, -1,
+                                                                                                    grid.shape[-1]))
+                fit_images = images[a:b].gather(1, idx)
+                fit_masks = torch.ones_like(idx, dtype=torch.bool)
+            feats = fit_grid if fit_grid.dim() == 2 else fit_grid.repeat_interleave(starts, 0)
             # starts: [C, n, K, d]: start 0 at μ, the others μ + σ ε
             eps = torch.cat([torch.zeros(n, 1, d, dtype=dtype, device=device), start_noise[a:b]], dim=1)
             z = models.mu[:, None, None, :] + models.log_sigma.exp()[:, None, None, :] * eps.unsqueeze(0)
             z = z.reshape(C, n * starts, d).detach().requires_grad_(True)
-            targets = images[a:b].repeat_interleave(starts, 0)
-            m = masks[a:b].repeat_interleave(starts, 0)
+            targets = fit_images.repeat_interleave(starts, 0)
+            m = fit_masks.repeat_interleave(starts, 0)
             z = _inner_steps(models, z, feats, targets, m, steps, create_graph=False)
             with torch.no_grad():
                 adapt, _ = _errors(models, z, feats, targets, m)
                 J = (adapt + models.beta * models.penalty(z)).reshape(C, n, starts)
                 best = J.argmin(-1)  # [C, n]
                 z = z.reshape(C, n, starts, d).gather(2, best[..., None, None].expand(C, n, 1, d)).squeeze(2)
-            feats1 = grid if grid.dim() == 2 else grid[a:b]
-            z = _inner_steps(models, z.detach().requires_grad_(True), feats1, images[a:b], masks[a:b], refine,
+            z = _inner_steps(models, z.detach().requires_grad_(True), fit_grid, fit_images, fit_masks, refine,
                              create_graph=False).detach()
             with torch.no_grad():
-                adapt, held = _errors(models, z, feats1, images[a:b], masks[a:b])
+                adapt, held = _errors(models, z, grid if grid.dim() == 2 else grid[a:b], images[a:b], masks[a:b])
                 pen = models.penalty(z)
             out.append((z.transpose(0, 1), adapt.T, held.T, pen.T, (adapt + models.beta * pen).T))
     codes, adapt, held, pen, obj = (torch.cat(parts, 0).detach().cpu() for parts in zip(*out))
