@@ -280,6 +280,18 @@ def test_list_stale_and_stale_selection(tmp_path):
                           text=True, cwd=tmp_path, env=child_env())
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["notebooks/02_edited.ipynb", "notebooks/03_never_run.ipynb"]
+    # outputs of another profile are stale for this one (a smoke run committed in place is not a paper run)
+    smoke = write_notebook(tmp_path / "notebooks" / "04_smoke_run.ipynb", "print(4)")
+    nb = nbformat.read(smoke, as_version=4)
+    add_stamp(nb, compute_stamp(nb, "smoke"), device="cpu", wall_time_s=1.0)
+    nbformat.write(nb, smoke)
+    proc = subprocess.run([sys.executable, "-m", "backprop2lib.run", "--list-stale", "--profile", "paper"],
+                          capture_output=True, text=True, cwd=tmp_path, env=child_env())
+    assert "notebooks/04_smoke_run.ipynb" in proc.stdout.split()
+    proc = subprocess.run([sys.executable, "-m", "backprop2lib.run", "--list-stale", "--profile", "smoke",
+                           str(smoke)], capture_output=True, text=True, cwd=tmp_path, env=child_env())
+    assert proc.stdout.split() == []
+    smoke.unlink()
 
     # --stale with nothing stale runs nothing (and starts no kernel).
     proc = subprocess.run([sys.executable, "-m", "backprop2lib.run", "--stale", str(fresh)], capture_output=True,

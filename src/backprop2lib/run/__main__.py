@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
         chapters = {Path(path).name.split("_")[0] for path in notebooks}  # the stored models of these chapters
         stale_stored = [(spec, state) for spec, state in stale_models(profile) if spec.chapter in chapters]
-        notebooks = [path for path in notebooks if is_stale(path)]
+        notebooks = [path for path in notebooks if is_stale(path, profile=profile)]  # stamped under another profile: stale
         models = sorted((spec for spec, _ in stale_stored), key=lambda spec: -spec.estimate_s)
         if args.list_stale:
             for path in notebooks:
