@@ -82,8 +82,7 @@ class StoredModel:
         """One line for a notebook's output: where the model came from, when, where and how long it trained."""
         i = self.info
         return (f"{self.spec.name}: {self.source}; trained {i.get('finished', '?')} on {i.get('host', '?')} "
-                f"({i.get('device', '?')}, {i.get('threads', '?')} threads) in {_duration(i.get('seconds'))}"
-                f"; stamp {self.stamp[:12]}")
+                f"({i.get('device', '?')}) in {_duration(i.get('seconds'))}; stamp {self.stamp[:12]}")
 
 
 def _duration(seconds) -> str:
