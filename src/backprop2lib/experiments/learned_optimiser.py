@@ -512,8 +512,7 @@ def findings(results: Results) -> dict[str, str]:
         out[name] = note or f"{lstm / adam:.2f}"
     out["paper_nag"] = (f"NAG {PAPER_NAG['MNIST, 100']:g} against Adam's {PAPER['MNIST, 100'][1]:g} at step 100, "
                         f"{PAPER_NAG['MNIST, 200']:g} against {PAPER['MNIST, 200'][1]:g} at step 200")
-    cost = {(p, r): ms for (p, r), ms in results.models.items()}
-    lstm = cost.get(("mnist", "LSTM"), [])
+    lstm = results.models.get(("mnist", "LSTM"), [])
     if lstm:
         secs = np.array([mm.record["meta_training_seconds"] for mm in lstm])
         steps = np.array([mm.record["optimisee_steps"] for mm in lstm])

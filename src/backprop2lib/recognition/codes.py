@@ -34,6 +34,7 @@ import torch
 
 from ..data.mnist import N_CLASSES, N_PIXELS
 from ..models.activations import ACTIVATIONS
+from ..models.activations import activation as apply_activation
 from ..models.mlp import MLP
 from .images import coordinate_grid
 
@@ -120,14 +121,9 @@ class CodeReconstructor:
         code_part = torch.einsum("ckd,cdh->ckh", codes, W1[:, F:]) + b1.unsqueeze(1)  # [C, N, H]
         a = coord_part + code_part.unsqueeze(2)  # [C, N, n, H]
         n = a.shape[2]
-        h = self._act(a).reshape(C, N * n, -1)
+        h = apply_activation(self.activation, a).reshape(C, N * n, -1)
         tail = MLP(self.mlp.sizes[1:], activation=self.activation)
         return tail.forward(params[2:], h, check=False).reshape(C, N, n)
-
-    def _act(self, a: torch.Tensor) -> torch.Tensor:
-        from ..models.activations import activation as apply_activation
-
-        return apply_activation(self.activation, a)
 
 
 def edited_coordinates(shift=(0.0, 0.0), angle: float = 0.0, *, dtype=torch.float32, device="cpu") -> torch.Tensor:

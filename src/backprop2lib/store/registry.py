@@ -142,11 +142,10 @@ def train_models(specs: Iterable[ModelSpec], *, jobs: int = 1, root: Path | None
         raise ValueError(f"jobs: expected at least 1, got {jobs!r}")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = threads or max(1, cores // max(1, min(jobs, len(specs) or 1)))
-    order = specs
     results: dict[str, tuple[str, float, str]] = {}
-    for spec in order:
+    for spec in specs:
         log(f"{spec.name}: queued, about {_minutes(spec.estimate_s)}")
-    work = [(spec, str(root) if root else None, threads, device) for spec in order]
+    work = [(spec, str(root) if root else None, threads, device) for spec in specs]
     if jobs == 1:
         outcomes = map(_train_in_worker, work)
         for outcome in outcomes:
