@@ -12,6 +12,7 @@ from pathlib import Path
 
 from backprop2lib.profiles import ENV_VAR, PROFILES, resolve_profile
 
+from .cluster import CLUSTER_KINDS, ClusterError, ClusterOptions
 from .notebooks import is_stale
 from .runner import (
     DEFAULT_START_TIMEOUT,
@@ -55,6 +56,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--records", type=Path, default=None,
                         help="machine-readable run records (default: _build/runner/records.json)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or per-notebook lines")
+    dask = parser.add_argument_group("Dask cluster (default: local processes, no Dask)")
+    where = dask.add_mutually_exclusive_group()
+    where.add_argument("--cluster", choices=CLUSTER_KINDS, default=None,
+                       help="local: a Dask LocalCluster on this machine (one worker per core, or one for the GPUs); "
+                       "slurm: workers as Slurm jobs (dask-jobqueue), configured by --cluster-config")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="an existing Dask scheduler, e.g. tcp://HOST:8786 or tls://HOST:8786")
+    dask.add_argument("--cluster-config", type=Path, default=None,
+                      help="--cluster slurm: a TOML file with a [slurm] table (see README)")
+    dask.add_argument("--workers", type=int, default=None, help="--cluster local: worker processes (default: cores)")
+    dask.add_argument("--connect-timeout", type=float, default=30.0,
+                      help="seconds to reach --scheduler before giving up (default 30)")
+    dask.add_argument("--tls-ca-file", type=Path, default=None, help="TLS: the cluster's CA certificate")
+    dask.add_argument("--tls-cert", type=Path, default=None, help="TLS: this client's certificate")
+    dask.add_argument("--tls-key", type=Path, default=None, help="TLS: this client's private key")
     return parser
 
 
@@ -79,6 +95,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--jobs-per-gpu must be at least 1")
     if args.threads_per_job is not None and args.threads_per_job < 1:
         parser.error("--threads-per-job must be at least 1")
+    cluster = None
+    if args.cluster or args.scheduler or args.tls_ca_file or args.tls_cert or args.tls_key:
+        try:
+            cluster = ClusterOptions(
+                kind=None if args.scheduler else (args.cluster or "local"), scheduler=args.scheduler,
+                workers=args.workers, jobs_per_gpu=args.jobs_per_gpu, config=args.cluster_config,
+                tls_ca_file=args.tls_ca_file, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                connect_timeout=args.connect_timeout)
+        except ValueError as error:
+            parser.error(str(error))
     root = (args.root or Path.cwd()).resolve()
     notebooks = list(args.notebooks) or default_notebooks(root)
     missing = [str(path) for path in notebooks if not Path(path).is_file()]
@@ -90,28 +116,24 @@ def main(argv: list[str] | None = None) -> int:
     if not notebooks:
         parser.error(f"no notebooks given and none match {root / 'notebooks' / NOTEBOOK_GLOB}")
 
+    models = []
     if args.list_stale or args.stale:
-        from backprop2lib.store import stale_models, train_models
+        from backprop2lib.store import stale_models
 
         chapters = {Path(path).name.split("_")[0] for path in notebooks}  # the stored models of these chapters
         stale_stored = [(spec, state) for spec, state in stale_models(profile) if spec.chapter in chapters]
         notebooks = [path for path in notebooks if is_stale(path, profile=profile)]  # stamped under another profile: stale
-        models = sorted((spec for spec, _ in stale_stored), key=lambda spec: -spec.estimate_s)
         if args.list_stale:
             for path in notebooks:
                 print(_display(path))
             for spec, state in stale_stored:
                 print(f"trained model {spec.name} ({state})")
             return 0
-        if models:  # the notebooks load them: stored models first, longest first
+        models = [spec for spec, _ in stale_stored]  # the notebooks load them: the runner trains them first
+        if models:
             print(f"training {len(models)} stale stored model(s) first: {', '.join(s.name for s in models)}",
                   file=sys.stderr)
-            trained = train_models(models, jobs=args.jobs or 1, threads=args.threads_per_job)
-            failed = [f"{name}: {outcome}" for name, _, outcome in trained if outcome != "trained"]
-            if failed:
-                print("stored models that failed to train:\n" + "\n".join(failed), file=sys.stderr)
-                return 1
-        if not notebooks:
+        if not notebooks and not models:
             print("no stale notebooks; nothing to run", file=sys.stderr)
             return 0
 
@@ -120,8 +142,11 @@ def main(argv: list[str] | None = None) -> int:
             notebooks, profile=profile, jobs=args.jobs, jobs_per_gpu=args.jobs_per_gpu,
             threads_per_job=args.threads_per_job, timeout=args.timeout,
             start_timeout=args.start_timeout, root=root, output_dir=args.output_dir, log_dir=args.log_dir,
-            records_path=args.records, progress=not args.no_progress,
+            records_path=args.records, progress=not args.no_progress, models=models, cluster=cluster,
         )
+    except ClusterError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
     print(format_table(results))

@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     # papermill logs each cell's output (log_output=True) through logging: send it to
     # stderr, which the runner points at this notebook's log file.
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .cluster import exit_with_parent
+
+    exit_with_parent()  # on a Dask worker: stop if the worker dies under us
     started = time.perf_counter()
     try:
         result = run_job(args.input.resolve(), args.output.resolve(), args.profile, args.timeout,

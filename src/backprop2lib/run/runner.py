@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,46 +27,16 @@ import nbformat
 import backprop2lib
 from backprop2lib.profiles import resolve_profile
 
-from .notebooks import Stamp, add_stamp, clean_notebook, compute_stamp, write_atomic
-from .slots import Slot, available_cores, default_cpu_jobs, detect_gpu_ids, plan_slots
+from .notebooks import compute_stamp, read_stamp
+from .slots import Slot, available_cores, default_cpu_jobs, detect_gpu_ids, plan_slots, thread_env
+from .tasks import JobResult, NotebookJob, TrainedModelJob, python_command
 
-JOB_MODULE = "backprop2lib.run.job"  # a string, not an import: see ``python -m`` in job.py
+_Job = NotebookJob  # the name the tests and older callers use
+
 DEFAULT_TIMEOUT = 3600  # seconds per cell; a hung cell must fail, not ship a page without outputs
 DEFAULT_START_TIMEOUT = 180  # seconds for a kernel to start on a loaded CI machine
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 WRITES_IN_PLACE = ("paper", "full")  # the profiles whose outputs are committed
-
-
-@dataclass
-class JobResult:
-    """What happened to one notebook (also one row of the report and of records.json)."""
-
-    notebook: Path
-    device: str
-    status: str  # "ok" or "failed"
-    wall_time_s: float
-    retried: bool = False
-    cell_index: int | None = None  # 0-based index of the failing cell in the notebook file
-    error_name: str | None = None
-    error_message: str | None = None
-    written_to: Path | None = None
-    log_path: Path | None = None
-    stamp: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-
-@dataclass
-class _Job:
-    notebook: Path
-    destination: Path
-    log_path: Path
-    executed_path: Path
-    result_path: Path
-    input_sha256: str
-    stamp: Stamp
 
 
 def default_notebooks(root: Path) -> list[Path]:
@@ -79,31 +48,45 @@ def _sha256(path: Path) -> str:
 
 
 class _Launcher:
-    """Starts job processes on free slots; remembers them so Ctrl-C can stop them."""
+    """Starts job processes on free slots; remembers them so Ctrl-C can stop them.
 
-    def __init__(self, slots: Sequence[Slot], profile: str, timeout: int, start_timeout: int):
+    Threads are sized when a job starts, from the cores then free: a job that starts while others
+    wait gets its share, and the last ones get what the finished jobs left (``threads_per_job``
+    fixes it instead)."""
+
+    def __init__(self, slots: Sequence[Slot], profile: str, timeout: int, start_timeout: int, *,
+                 cores: int, waiting: int, threads_per_job: int | None = None):
         self.free: queue.Queue[Slot] = queue.Queue()
         for slot in slots:
             self.free.put(slot)
         self.profile, self.timeout, self.start_timeout = profile, timeout, start_timeout
+        self.cores, self.cores_busy, self.waiting, self.fixed_threads = cores, 0, waiting, threads_per_job
         self.running: set[subprocess.Popen] = set()
         self.stopped = False  # after Ctrl-C, no thread may start another job
         self.lock = threading.Lock()
 
-    def run(self, job: _Job) -> tuple[str, int, float]:
+    def _take_threads(self) -> int:
+        with self.lock:
+            waiting, self.waiting = self.waiting, self.waiting - 1
+            share = max(1, (self.cores - self.cores_busy) // max(1, min(self.free.qsize() + 1, waiting)))
+            threads = self.fixed_threads or share
+            self.cores_busy += threads
+            return threads
+
+    def run(self, job) -> tuple[str, int, float]:
         """Runs in a pool thread: wait for a slot, run the job, give the slot back."""
         slot = self.free.get()
+        threads = self._take_threads()
         try:
-            env = {**os.environ, **slot.env, "BACKPROP2_PROFILE": self.profile, "BACKPROP2_PROGRESS": "0",
-                   "PYTHONUNBUFFERED": "1"}
-            command = [sys.executable, "-m", JOB_MODULE, "--input", str(job.notebook),
-                       "--output", str(job.executed_path), "--result", str(job.result_path),
-                       "--profile", self.profile, "--timeout", str(self.timeout),
-                       "--start-timeout", str(self.start_timeout), "--device", slot.device]
-            job.result_path.unlink(missing_ok=True)
+            env = {**os.environ, **slot.env, **thread_env(threads), **job.local_env(), "BACKPROP2_PROFILE": self.profile,
+                   "BACKPROP2_PROGRESS": "0", "PYTHONUNBUFFERED": "1"}
+            command = python_command(job.module, job.local_args(self.profile, self.timeout, self.start_timeout,
+                                                                slot.device))
+            job.prepare()
             started = time.perf_counter()
             with open(job.log_path, "w", encoding="utf-8") as log:
-                log.write(f"# {job.notebook} on {slot.device}, profile {self.profile}\n# slot env {dict(slot.env)}\n")
+                log.write(f"# {job.name} on {slot.device} ({threads} thread(s)), profile {self.profile}\n"
+                          f"# slot env {dict(slot.env)}\n")
                 log.flush()
                 with self.lock:
                     if self.stopped:
@@ -118,6 +101,8 @@ class _Launcher:
                         self.running.discard(process)
             return slot.device, returncode, time.perf_counter() - started
         finally:
+            with self.lock:
+                self.cores_busy -= threads
             self.free.put(slot)
 
     def stop_all(self) -> None:
@@ -127,38 +112,9 @@ class _Launcher:
                 process.terminate()
 
 
-def _finish(job: _Job, device: str, returncode: int, wall: float, write_back: bool) -> JobResult:
+def _finish(job: NotebookJob, device: str, returncode: int, wall: float, write_back: bool) -> JobResult:
     """Main thread: read the job's verdict; on success clean, stamp and write atomically."""
-    result = JobResult(notebook=job.notebook, device=device, status="failed", wall_time_s=wall,
-                       log_path=job.log_path, stamp=job.stamp.stamp)
-    try:
-        verdict = json.loads(job.result_path.read_text())
-    except (OSError, ValueError):
-        result.error_name = "JobCrashed"
-        result.error_message = f"job process exited with code {returncode} without a result; see {job.log_path}"
-        return result
-    result.retried = bool(verdict.get("retried"))
-    if verdict.get("status") != "ok":
-        result.cell_index = verdict.get("cell_index")
-        result.error_name = verdict.get("error_name")
-        result.error_message = verdict.get("error_message")
-        return result
-    try:
-        if write_back and _sha256(job.notebook) != job.input_sha256:
-            # Someone edited the notebook while it ran: overwriting would lose the edit.
-            result.error_name = "SourceChanged"
-            result.error_message = f"notebook edited during the run; executed copy kept at {job.executed_path}"
-            return result
-        nb = nbformat.read(str(job.executed_path), as_version=4)
-        clean_notebook(nb)
-        add_stamp(nb, job.stamp, device=device, wall_time_s=wall)
-        write_atomic(nb, job.destination)
-    except Exception as error:  # noqa: BLE001 - report it like any other failure
-        result.error_name, result.error_message = type(error).__name__, str(error)
-        return result
-    job.executed_path.unlink(missing_ok=True)
-    result.status, result.written_to = "ok", job.destination
-    return result
+    return job.finish(device, returncode, wall, write_back)
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -183,7 +139,8 @@ def update_records(records_path: Path, results: Sequence[JobResult], profile: st
             "notebook": notebook, "profile": profile, "device": result.device, "status": result.status,
             "wall_time_s": round(result.wall_time_s, 1), "library_version": backprop2lib.__version__,
             "date": date, "stamp": result.stamp, "retried": result.retried, "cell_index": result.cell_index,
-            "error_name": result.error_name, "error_message": result.error_message,
+            "error_name": result.error_name, "error_message": result.error_message, "kind": result.kind,
+            "retry_reason": result.retry_reason,
         }
     kept = [r for r in records if isinstance(r, dict) and (r.get("notebook"), r.get("profile")) not in fresh]
     merged = sorted(kept + list(fresh.values()), key=lambda r: (str(r.get("notebook")), str(r.get("profile"))))
@@ -197,7 +154,7 @@ def update_records(records_path: Path, results: Sequence[JobResult], profile: st
 def _progress_line(result: JobResult) -> str:
     line = f"{result.status.upper():6} {result.notebook.name}  [{result.device}, {result.wall_time_s:.1f}s]"
     if result.retried:
-        line += " (retried after a dead kernel)"
+        line += f" (retried after a {result.retry_reason or 'dead kernel'})"
     if not result.ok:
         where = f"cell {result.cell_index}: " if result.cell_index is not None else ""
         message = _truncate(result.error_message or "", 200)
@@ -214,7 +171,8 @@ def format_table(results: Sequence[JobResult], error_width: int = 60) -> str:
     """The final report: notebook, device, status, wall time, failing cell and error."""
     header = ("notebook", "device", "status", "wall (s)", "cell", "error")
     rows = [
-        (r.notebook.name, r.device, r.status + (" (retried)" if r.retried else ""), f"{r.wall_time_s:.1f}",
+        (r.notebook.name, r.device,
+         r.status + (f" (retried: {r.retry_reason or 'dead kernel'})" if r.retried else ""), f"{r.wall_time_s:.1f}",
          "" if r.cell_index is None else str(r.cell_index),
          "" if r.ok else _truncate(f"{r.error_name}: {r.error_message or ''}", error_width))
         for r in results
@@ -223,6 +181,64 @@ def format_table(results: Sequence[JobResult], error_width: int = 60) -> str:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+def estimate_seconds(path: Path, profile: str, records: Sequence[dict], root: Path) -> float | None:
+    """How long ``path`` took last time in ``profile``: its latest successful record, else the wall time
+    in its own stamp when that stamp is of this profile; None when never measured."""
+    name = _relative(path, root)
+    for record in records:
+        if record.get("notebook") == name and record.get("profile") == profile and record.get("status") == "ok":
+            return float(record["wall_time_s"])
+    try:
+        stamp = read_stamp(nbformat.read(str(path), as_version=4))
+    except (OSError, ValueError):
+        return None
+    if stamp and stamp.get("profile") == profile and stamp.get("wall_time_s") is not None:
+        return float(stamp["wall_time_s"])
+    return None
+
+
+def longest_first(jobs: Sequence, *, unknown_first: bool = True) -> list:
+    """The jobs in the order to start them: longest estimate first (a long job started last runs alone at
+    the end while the other slots idle); never-measured jobs first, since they may be the longest.
+    Python's sort is stable, so equal estimates keep the order given."""
+    def key(job) -> float:
+        estimate = job.estimate_s
+        return -(float("inf") if estimate is None and unknown_first else (estimate or 0.0))
+    return sorted(jobs, key=key)
+
+
+def _read_records(records_path: Path) -> list[dict]:
+    try:
+        records = json.loads(records_path.read_text())
+    except (OSError, ValueError):
+        return []
+    return [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
+
+
+def _run_local(planned: Sequence, slots: Sequence[Slot], *, profile: str, timeout: int, start_timeout: int,
+               cores: int, threads_per_job: int | None, write_back: bool, on_result) -> None:
+    """Run ``planned`` (already in starting order) on local slots, one process per job."""
+    launcher = _Launcher(slots, profile, int(timeout), int(start_timeout), cores=cores, waiting=len(planned),
+                         threads_per_job=threads_per_job)
+    pool = ThreadPoolExecutor(max_workers=min(len(slots), len(planned)), thread_name_prefix="runner-job")
+    try:
+        futures = {pool.submit(launcher.run, job): job for job in planned}  # FIFO: started in this order
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                device, returncode, wall = future.result()
+                result = job.finish(device, returncode, wall, write_back)
+            except Exception as error:  # noqa: BLE001 - e.g. the log folder vanished
+                result = JobResult(notebook=job.notebook, device="?", status="failed", wall_time_s=0.0, kind=job.kind,
+                                   error_name=type(error).__name__, error_message=str(error), log_path=job.log_path)
+            on_result(job, result)
+    except KeyboardInterrupt:
+        launcher.stop_all()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_notebooks(
@@ -242,6 +258,9 @@ def run_notebooks(
     threads_per_job: int | None = None,
     package_root: str | Path | None = None,
     progress: bool = True,
+    models: Sequence = (),
+    store_root: str | Path | None = None,
+    cluster=None,
 ) -> list[JobResult]:
     """Execute ``notebooks`` in parallel with papermill; return one result each, in order.
 
@@ -249,7 +268,14 @@ def run_notebooks(
     ``output_dir`` if given); ``smoke`` writes into ``output_dir`` (default
     ``<root>/_build/smoke``) and never touches the notebooks. ``gpu_ids``/``cores``
     override detection (tests, or pinning a run by hand); ``threads_per_job``
-    overrides the BLAS/OpenMP threads each job gets (default: cores // slots).
+    fixes the BLAS/OpenMP threads each job gets (default: the cores free when it starts,
+    shared among the jobs that could start with it).
+
+    Jobs start longest first, by the wall time recorded for the profile (records.json, else
+    the notebook's own stamp). ``models`` (``backprop2lib.store.ModelSpec``) are trained first,
+    as jobs of the same runner, into ``store_root`` (default: the store); their results come first.
+    ``cluster`` (a :class:`backprop2lib.run.cluster.ClusterOptions`) runs every job on a Dask
+    cluster instead of local processes; results, records, stamps and logs are the same.
     """
     profile_name = resolve_profile(profile).name  # ValueError names the valid profiles
     root = Path(root or Path.cwd()).resolve()
@@ -263,7 +289,7 @@ def run_notebooks(
         raise ValueError(f"notebooks with the same name in one run: {duplicates}")
     if timeout < 1 or start_timeout < 1:
         raise ValueError("timeout and start_timeout must be at least 1 second")
-    if not paths:
+    if not paths and not models:
         return []
 
     write_back = profile_name in WRITES_IN_PLACE and output_dir is None
@@ -272,16 +298,12 @@ def run_notebooks(
     log_dir = Path(log_dir or root / "_build" / "runner" / "logs").resolve()
     log_dir.mkdir(parents=True, exist_ok=True)
     records_path = Path(records_path or root / "_build" / "runner" / "records.json")
+    records = _read_records(records_path)
 
-    gpu_ids = detect_gpu_ids() if gpu_ids is None else list(gpu_ids)
-    cores = cores or available_cores()
-    cpu_jobs = jobs if jobs is not None else default_cpu_jobs(len(paths), cores)
-    slots = plan_slots(len(gpu_ids), jobs_per_gpu, cpu_jobs, cores, gpu_ids=gpu_ids, threads_per_job=threads_per_job)
-
-    planned: list[_Job] = []
+    planned_notebooks: list[NotebookJob] = []
     for path in paths:
         nb = nbformat.read(str(path), as_version=4)
-        planned.append(_Job(
+        planned_notebooks.append(NotebookJob(
             notebook=path,
             destination=path if write_back else Path(output_dir).resolve() / path.name,
             log_path=log_dir / f"{path.stem}.log",
@@ -290,37 +312,52 @@ def run_notebooks(
             input_sha256=_sha256(path),
             # Stamp what is about to run, not what the sources are when it finishes.
             stamp=compute_stamp(nb, profile_name, Path(package_root) if package_root else None),
+            estimate_s=estimate_seconds(path, profile_name, records, root),
         ))
+    if models:
+        from backprop2lib.store import default_root
+
+        store = Path(store_root) if store_root is not None else default_root()
+    planned_models = [TrainedModelJob(spec=spec, profile=profile_name, store_root=store,
+                                      log_path=log_dir / f"{spec.name}.log", threads=threads_per_job)
+                      for spec in models]
+    phases = [longest_first(phase) for phase in (planned_models, planned_notebooks) if phase]
 
     from tqdm import tqdm
 
-    launcher = _Launcher(slots, profile_name, int(timeout), int(start_timeout))
-    devices = sorted({slot.device for slot in slots})
-    results: dict[Path, JobResult] = {}
-    bar = tqdm(total=len(planned), desc=f"{profile_name}: {len(slots)} slot(s) on {', '.join(devices)}",
-               unit="nb", disable=not progress, file=sys.stderr)
-    pool = ThreadPoolExecutor(max_workers=min(len(slots), len(planned)), thread_name_prefix="notebook-job")
+    results: dict[str, JobResult] = {}
+    total = len(planned_models) + len(planned_notebooks)
+    bar = tqdm(total=total, unit="job", disable=not progress, file=sys.stderr)
+
+    def on_result(job, result: JobResult) -> None:
+        results[job.kind + ":" + job.name] = result
+        bar.update(1)
+        if progress:
+            bar.write(_progress_line(result), file=sys.stderr)
+
     try:
-        futures = {pool.submit(launcher.run, job): job for job in planned}
-        for future in as_completed(futures):
-            job = futures[future]
-            try:
-                device, returncode, wall = future.result()
-                result = _finish(job, device, returncode, wall, write_back)
-            except Exception as error:  # noqa: BLE001 - e.g. the log folder vanished
-                result = JobResult(notebook=job.notebook, device="?", status="failed", wall_time_s=0.0,
-                                   error_name=type(error).__name__, error_message=str(error), log_path=job.log_path)
-            results[job.notebook] = result
-            bar.update(1)
-            if progress:
-                bar.write(_progress_line(result), file=sys.stderr)
-    except KeyboardInterrupt:
-        launcher.stop_all()
-        raise
+        if cluster is not None:
+            from .cluster import open_cluster, run_on_cluster
+
+            with open_cluster(cluster, log=lambda line: print(line, file=sys.stderr)) as client:
+                for phase in phases:
+                    run_on_cluster(phase, client, profile=profile_name, timeout=int(timeout),
+                                   start_timeout=int(start_timeout), write_back=write_back, on_result=on_result,
+                                   describe=lambda text: bar.set_description_str(f"{profile_name}: {text}"))
+        else:
+            gpu_ids = detect_gpu_ids() if gpu_ids is None else list(gpu_ids)
+            cores = cores or available_cores()
+            for phase in phases:
+                cpu_jobs = jobs if jobs is not None else default_cpu_jobs(len(phase), cores)
+                slots = plan_slots(len(gpu_ids), jobs_per_gpu, cpu_jobs, cores, gpu_ids=gpu_ids,
+                                   threads_per_job=threads_per_job)
+                bar.set_description_str(f"{profile_name}: {len(slots)} slot(s) on "
+                                        f"{', '.join(sorted({slot.device for slot in slots}))}")
+                _run_local(phase, slots, profile=profile_name, timeout=timeout, start_timeout=start_timeout,
+                           cores=cores, threads_per_job=threads_per_job, write_back=write_back, on_result=on_result)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
-    ordered = [results[path] for path in paths]
+    ordered = ([results["trained-model:" + job.name] for job in planned_models]
+               + [results["notebook:" + job.name] for job in planned_notebooks])
     update_records(records_path, ordered, profile_name, root)
     return ordered
-

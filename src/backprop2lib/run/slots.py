@@ -63,7 +63,7 @@ def default_cpu_jobs(n_notebooks: int, cores: int) -> int:
     return max(1, min(n_notebooks, cores))
 
 
-def _thread_env(threads: int) -> dict[str, str]:
+def thread_env(threads: int) -> dict[str, str]:
     # Oversubscribed BLAS/OpenMP pools make parallel runs slower than serial ones (or
     # hang), so every job gets its share of the cores and no more.
     value = str(threads)
@@ -106,12 +106,12 @@ def plan_slots(
         ids = [str(i) for i in range(n_gpus)] if gpu_ids is None else [str(i) for i in gpu_ids]
         if len(ids) != n_gpus:
             raise ValueError(f"gpu_ids has {len(ids)} entries for n_gpus={n_gpus}")
-        threads = _thread_env(threads_per_job or max(1, cores // (n_gpus * jobs_per_gpu)))
+        threads = thread_env(threads_per_job or max(1, cores // (n_gpus * jobs_per_gpu)))
         return [
             Slot(device=f"cuda:{index}", env={"CUDA_VISIBLE_DEVICES": ids[index], **threads})
             for _ in range(jobs_per_gpu)
             for index in range(n_gpus)
         ]
     workers = min(cpu_jobs, cores)
-    threads = _thread_env(threads_per_job or max(1, cores // workers))
+    threads = thread_env(threads_per_job or max(1, cores // workers))
     return [Slot(device="cpu", env={"CUDA_VISIBLE_DEVICES": "", **threads}) for _ in range(workers)]

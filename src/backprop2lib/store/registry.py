@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import datetime
 import importlib
-import os
 import platform
-import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 import torch
 
@@ -118,42 +115,3 @@ def obtain(spec: ModelSpec, root: Path | None = None, *, progress: bool | None =
 
 def _minutes(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
-
-
-def _train_in_worker(args: tuple[ModelSpec, str | None, int, str | None]) -> tuple[str, float, str]:
-    spec, root, threads, device = args
-    torch.set_num_threads(threads)
-    started = time.perf_counter()
-    try:
-        train_and_save(spec, Path(root) if root else None, progress=False, device=device,
-                       log=lambda line: print(line, file=sys.stderr, flush=True))
-    except Exception as err:  # noqa: BLE001 - reported per model in the table, the others carry on
-        return spec.name, time.perf_counter() - started, f"failed: {type(err).__name__}: {err}"
-    return spec.name, time.perf_counter() - started, "trained"
-
-
-def train_models(specs: Iterable[ModelSpec], *, jobs: int = 1, root: Path | None = None,
-                 threads: int | None = None, device: str | None = None,
-                 log: Callable[[str], None] = print) -> list[tuple[str, float, str]]:
-    """Train ``specs`` in the order given, ``jobs`` at a time in worker processes, each with ``threads`` threads
-    (default: the cores shared out); returns ``(name, seconds, outcome)`` per model."""
-    specs = list(specs)
-    if jobs < 1:
-        raise ValueError(f"jobs: expected at least 1, got {jobs!r}")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = threads or max(1, cores // max(1, min(jobs, len(specs) or 1)))
-    results: dict[str, tuple[str, float, str]] = {}
-    for spec in specs:
-        log(f"{spec.name}: queued, about {_minutes(spec.estimate_s)}")
-    work = [(spec, str(root) if root else None, threads, device) for spec in specs]
-    if jobs == 1:
-        outcomes = map(_train_in_worker, work)
-        for outcome in outcomes:
-            results[outcome[0]] = outcome
-            log(f"{outcome[0]}: {outcome[2]} in {_minutes(outcome[1])}")
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for outcome in pool.map(_train_in_worker, work):
-                results[outcome[0]] = outcome
-                log(f"{outcome[0]}: {outcome[2]} in {_minutes(outcome[1])}")
-    return [results[s.name] for s in specs]
