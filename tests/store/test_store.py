@@ -2,33 +2,20 @@
 
 import json
 import shutil
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 import backprop2lib.learned.jobs as jobs
-from backprop2lib.learned.meta_train import MetaTrainConfig, meta_train
-from backprop2lib.learned.optimiser import LearnedOptimiserConfig
+from backprop2lib.learned.meta_train import meta_train
 from backprop2lib.run.notebooks import PACKAGE_ROOT
 from backprop2lib.store import (ModelSpec, StoreError, code_modules, compute_stamp, load, model_paths, obtain,
                                 registered_models, save, stale_models, status)
 from backprop2lib.store.registry import partial_checkpoint, train_and_save
 
-
-def tiny_spec(name="t-quadratic", episodes=4, **changes):
-    quad = {"problem": "quadratic", "draw": "gaussian", "dim": 4}
-    config = {
-        "family": quad,
-        "optimiser": asdict(LearnedOptimiserConfig(preprocess=None, output_scale=1.0)),
-        "meta": asdict(MetaTrainConfig(episodes=episodes, episode_length=10, unroll=5, meta_lr=3e-3, validate_every=2,
-                                       checkpoint_every=1)),
-        "training_seed": 1, "instances_per_episode": 8, "validation_instances": 6, "random_scaling": 0.0,
-        "compile": False, "evaluations": [{"label": "quadratic", **quad, "n": 5, "steps": 12, "record_every": 5}],
-        **changes,
-    }
-    return ModelSpec(name, "06", "backprop2lib.learned.jobs", config, estimate_s=1.0)
+from .tiny_provider import tiny_spec
 
 
 def quiet(_line):

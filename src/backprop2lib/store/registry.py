@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import importlib
+import os
 import platform
 import time
 from pathlib import Path
@@ -27,12 +28,19 @@ from .artifacts import ModelSpec, StoredModel, StoreError, compute_stamp, defaul
 
 PROVIDERS = ("backprop2lib.learned.catalogue",)
 """Modules that declare trained models: each has ``trained_models(profile)`` and ``train``."""
+EXTRA_PROVIDERS_ENV = "BACKPROP2_STORE_PROVIDERS"
+"""More provider modules, comma-separated (tests; a researcher's own models), after :data:`PROVIDERS`."""
+
+
+def providers() -> tuple[str, ...]:
+    extra = [name.strip() for name in os.environ.get(EXTRA_PROVIDERS_ENV, "").split(",") if name.strip()]
+    return PROVIDERS + tuple(extra)
 
 
 def registered_models(profile: str) -> list[ModelSpec]:
     """Every trained model the chapters use in ``profile``, in the providers' order."""
     specs: list[ModelSpec] = []
-    for name in PROVIDERS:
+    for name in providers():
         specs.extend(importlib.import_module(name).trained_models(profile))
     names = [s.name for s in specs]
     duplicated = sorted({n for n in names if names.count(n) > 1})
