@@ -9,6 +9,15 @@ in which case the counts are ``--jobs-per-gpu``.
     python benchmarks/runner_parallel.py                              # notebooks/01_maml_reptile.ipynb x4
     python benchmarks/runner_parallel.py notebooks/02_x.ipynb --copies 6 --jobs 1 2 3
     python benchmarks/runner_parallel.py --demo 10                    # a generated ~10 s CPU-bound notebook
+    python benchmarks/runner_parallel.py --book smoke                 # the whole book: serial, parallel, Dask
+
+``--book PROFILE`` runs every chapter of the repository (copied into a temporary folder, outputs
+there) three ways: one after another (``--jobs 1``, all cores to each chapter), in parallel on
+local slots (``--jobs`` = cores; longest first, from the serial run's records), and on a 2-worker
+Dask ``LocalCluster`` (``--cluster local``, the same records). It prints, and writes to
+``benchmarks/results/runner_book_<profile>_cpu.md``, each wall time, the speed-up over serial, the
+wall time over the longest chapter's (the issue's targets: ≥ 1.7× and ≤ 1.15× in ``paper``) and
+Dask's overhead over the local runner.
 
 This is a benchmark, not a test: it asserts nothing about the ratio.
 """
@@ -90,6 +99,62 @@ def run_once(folder: Path, copies: list[Path], count: int, gpu: bool, timeout: i
     return wall
 
 
+def run_book(profile: str, timeout: int) -> int:
+    import datetime
+    import platform
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    folder = Path(tempfile.mkdtemp(prefix="runner-book-"))
+    chapters = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    (folder / "notebooks").mkdir()
+    copies = [Path(shutil.copyfile(nb, folder / "notebooks" / nb.name)) for nb in chapters]
+    records = folder / "records.json"
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    modes = [("serial", ["--jobs", "1"]), ("parallel, local", ["--jobs", str(cores)]),
+             ("parallel, Dask LocalCluster", ["--cluster", "local", "--workers", str(cores)])]
+    walls, per_chapter = {}, {}
+    print(f"{len(copies)} chapters, profile {profile}, {cores} CPU(s)", flush=True)
+    for label, options in modes:
+        command = [sys.executable, "-m", "backprop2lib.run", *map(str, copies), "--root", str(folder),
+                   "--profile", profile, "--output-dir", str(folder / "out" / label.split(",")[0]),
+                   "--records", str(records), "--timeout", str(timeout), "--no-progress", *options]
+        started = time.perf_counter()
+        proc = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
+        walls[label] = time.perf_counter() - started
+        if proc.returncode != 0:
+            sys.exit(f"runner failed ({label}):\n{proc.stdout}\n{proc.stderr}")
+        if label == "serial":  # each chapter alone, all cores: what "one after another" costs
+            per_chapter = {r["notebook"]: r["wall_time_s"] for r in json.loads(records.read_text())
+                           if r["profile"] == profile}
+        print(f"  {label}: {walls[label]:.1f} s", flush=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    longest_name, longest = max(per_chapter.items(), key=lambda kv: kv[1])
+    serial = walls["serial"]
+    lines = [
+        f"# The whole book through the runner ({profile} profile)", "",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {cores} CPU core(s) "
+        f"({platform.processor() or platform.machine()}); load average at the end "
+        f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())}",
+        f"- {len(copies)} chapters; serial = `--jobs 1` (each chapter alone with all {cores} cores); parallel = "
+        f"`--jobs {cores}`, longest first from the serial run's records, threads sized from the free cores; Dask = "
+        f"`--cluster local --workers {cores}` (a LocalCluster on 127.0.0.1), the same records",
+        f"- longest chapter alone: {Path(longest_name).name}, {longest:.1f} s; chapters alone: "
+        + ", ".join(f"{Path(n).name.split('_')[0]} {w:.0f} s" for n, w in sorted(per_chapter.items())), "",
+        "| mode | wall (s) | serial ÷ this | this ÷ longest chapter | overhead vs local parallel |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    local = walls["parallel, local"]
+    for label, wall in walls.items():
+        overhead = f"{(wall - local) / local:+.1%}" if label.startswith("parallel, Dask") else ""
+        lines.append(f"| {label} | {wall:.1f} | {serial / wall:.2f} | {wall / longest:.2f} | {overhead} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    out = REPO / "benchmarks" / "results" / f"runner_book_{profile}_cpu.md"
+    out.write_text(text)
+    print(f"written: {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebook", nargs="?", type=Path, default=DEFAULT_NOTEBOOK)
@@ -102,7 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads-per-job", type=int, default=None,
                         help="passed to the runner (default: its own cores // jobs)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, outputs)")
+    parser.add_argument("--book", metavar="PROFILE", default=None,
+                        help="the whole book in PROFILE: serial vs parallel vs Dask LocalCluster (see above)")
     args = parser.parse_args(argv)
+    if args.book:
+        return run_book(args.book, args.timeout)
 
     folder = Path(tempfile.mkdtemp(prefix="runner-bench-"))
     try:
