@@ -95,7 +95,8 @@ def processes(tmp_path):
 
 
 def two_notebooks(folder: Path) -> list[Path]:
-    return [write_notebook(folder / "01_first.ipynb", "import os\nprint('threads', os.environ['OMP_NUM_THREADS'])", CLAIM),
+    return [write_notebook(folder / "01_first.ipynb", "import os\nprint('threads', os.environ['OMP_NUM_THREADS'])\n"
+                           "print('malloc trim', os.environ.get('MALLOC_TRIM_THRESHOLD_'))", CLAIM),
             write_notebook(folder / "02_second.ipynb", "x = sum(range(10))", CLAIM.replace("6 * 7", "x"))]
 
 
@@ -140,6 +141,11 @@ def test_a_local_cluster_and_the_command_line(tmp_path):
         stamp = read_stamp(nbformat.read(nb, as_version=4))
         assert stamp["profile"] == "paper" and stamp["device"] in {"cpu@0", "cpu@1"}
     assert "claim: paper 42" in claim_outputs(notebooks[0])[0]
+    # Dask's nannies set MALLOC_TRIM_THRESHOLD_ for their workers; a job must not inherit it (it doubled a
+    # torch chapter's wall time in system calls)
+    outputs = "".join(o.get("text", "") for cell in nbformat.read(notebooks[0], as_version=4).cells
+                      for o in cell.get("outputs", []))
+    assert "threads 1" in outputs and "malloc trim None" in outputs
 
 
 def test_a_worker_killed_mid_notebook_the_job_is_retried_once_elsewhere(tmp_path, processes):

@@ -43,6 +43,7 @@ from .tasks import JobResult, python_command
 MAX_ATTEMPTS = 2  # a job whose worker died gets one more worker
 EXIT_WITH_PARENT_ENV = "BACKPROP2_EXIT_WITH_PARENT"  # the job process stops when its worker is gone
 CLUSTER_KINDS = ("local", "slurm")
+WORKER_ONLY_ENV = ("MALLOC_TRIM_THRESHOLD_",)  # set for Dask's worker processes, wrong for a job's
 
 
 class ClusterError(RuntimeError):
@@ -283,7 +284,10 @@ def execute_job(module: str, args: list[str], inputs: dict[str, bytes], outputs:
                 target = Path(workdir) / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
-            job_env = {**os.environ, **thread_env(int(threads)),
+            # Not the nanny's MALLOC_TRIM_THRESHOLD_ (Dask's worker tuning): inherited by a torch job, glibc
+            # hands memory back after every free, and the system time doubled a chapter's wall time.
+            inherited = {k: v for k, v in os.environ.items() if k not in WORKER_ONLY_ENV}
+            job_env = {**inherited, **thread_env(int(threads)),
                        **{k: v.replace("{workdir}", workdir) for k, v in env.items()},
                        "BACKPROP2_PROFILE": profile, "BACKPROP2_PROGRESS": "0", "PYTHONUNBUFFERED": "1",
                        EXIT_WITH_PARENT_ENV: "1", "CUDA_VISIBLE_DEVICES": gpu if gpu is not None else ""}
