@@ -279,6 +279,42 @@ def test_training_rejects_bad_input():
         CodeSettings(adapt_fraction=0.0)
 
 
+def test_moving_each_image_its_own_way_equals_moving_one_at_a_time():
+    from backprop2lib.recognition.images import moved_each, moved_images
+
+    g = torch.Generator().manual_seed(3)
+    images = torch.rand(4, 784, generator=g, dtype=D)
+    shifts = torch.tensor([[0.0, 0.0], [2.0, -1.0], [0.5, 1.5], [-3.0, 0.25]], dtype=D)
+    angles = torch.tensor([0.0, 10.0, -25.0, 90.0], dtype=D)
+    each = moved_each(images, shifts, angles)
+    for i in range(4):
+        torch.testing.assert_close(each[i:i + 1], moved_images(images[i:i + 1], tuple(shifts[i].tolist()),
+                                                               float(angles[i])), atol=1e-12, rtol=0)
+    torch.testing.assert_close(each[0], images[0])
+    with pytest.raises(ValueError, match=r"shift_pixels, angle_degrees: expected \[4, 2\] and \[4\]"):
+        moved_each(images, shifts[:3], angles)
+
+
+def test_augmented_training_sees_moved_copies_and_is_off_by_default(monkeypatch):
+    import backprop2lib.recognition.codes as codes
+
+    seen = []
+    real = codes.moved_each
+    monkeypatch.setattr(codes, "moved_each", lambda *a: seen.append(a) or real(*a))
+    rec = CodeReconstructor(2, hidden=(4,))
+    pixels = [torch.rand(3, 784, dtype=D), torch.rand(3, 784, dtype=D)]
+    plain = train_code_models(rec, pixels, CodeSettings(iterations=2, meta_batch=2, points=8), progress=False)
+    assert seen == []
+    moved = train_code_models(rec, pixels, CodeSettings(iterations=2, meta_batch=2, points=8, augment_shift=2.0,
+                                                        augment_angle=15.0), progress=False)
+    assert len(seen) == 2
+    _, shifts, angles = seen[0]
+    assert shifts.shape == (4, 2) and shifts.abs().max() <= 2.0 and angles.abs().max() <= 15.0 and angles.std() > 0
+    assert not torch.equal(plain.w, moved.w)
+    with pytest.raises(ValueError, match="augment_shift"):
+        CodeSettings(augment_shift=-1.0)
+
+
 def test_moved_digits_and_edited_pictures_agree():
     from backprop2lib.recognition.images import moved_images
 

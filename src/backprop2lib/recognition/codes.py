@@ -36,7 +36,7 @@ from ..data.mnist import N_CLASSES, N_PIXELS
 from ..models.activations import ACTIVATIONS
 from ..models.activations import activation as apply_activation
 from ..models.mlp import MLP
-from .images import coordinate_grid
+from .images import coordinate_grid, moved_each
 
 __all__ = ["CodeReconstructor", "CodeClassModels", "CodeSettings", "CodeFit", "pixel_split", "adapt_codes",
            "adapt_codes_with_edits", "train_code_models", "edited_coordinates"]
@@ -370,8 +370,15 @@ class CodeSettings:
     inner_lr: float = 1.0  # α's start
     beta: float = 0.01
     seed: int = 0
+    # Deformed copies: each drawn training image moved by a shift up to this many pixels (each axis, uniform)
+    # and turned up to this many degrees; with a few images per class, the code can then learn to move them.
+    augment_shift: float = 0.0
+    augment_angle: float = 0.0
 
     def __post_init__(self) -> None:
+        for name in ("augment_shift", "augment_angle"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name}: expected a non-negative number, got {getattr(self, name)!r}")
         for name in ("iterations", "meta_batch", "inner_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -461,6 +468,11 @@ def train_code_models(reconstructor: CodeReconstructor, pixels_by_class: list[to
     for it in range(s.iterations):
         batch = torch.stack([p[torch.randint(p.shape[0], (s.meta_batch,), generator=g).to(p.device)]
                              for p in pixels_by_class])  # [C, T, 784]
+        if s.augment_shift or s.augment_angle:
+            n = batch.shape[0] * batch.shape[1]
+            shifts = (torch.rand(n, 2, generator=g, dtype=torch.float64) * 2 - 1) * s.augment_shift
+            angles = (torch.rand(n, generator=g, dtype=torch.float64) * 2 - 1) * s.augment_angle
+            batch = moved_each(batch.reshape(n, -1), shifts, angles).reshape(batch.shape)
         masks = pixel_split(len(pixels_by_class) * s.meta_batch, s.adapt_fraction,
                             seed=int(torch.randint(2**31 - 1, (1,), generator=g)), device=device).reshape(batch.shape)
         if s.points is None:

@@ -21,7 +21,7 @@ import torch
 from ..data.mnist import MNIST, N_PIXELS, SIDE
 from ..tasks.batch import TaskFamily
 
-__all__ = ["ImageTasks", "coordinate_grid", "images_to_tasks", "moved_images", "tasks_to_images"]
+__all__ = ["ImageTasks", "coordinate_grid", "images_to_tasks", "moved_each", "moved_images", "tasks_to_images"]
 
 
 def coordinate_grid(side: int = SIDE, *, device: torch.device | str = "cpu",
@@ -89,17 +89,31 @@ def moved_images(images: torch.Tensor, shift_pixels=(0.0, 0.0), angle_degrees: f
     coordinate grid (the test set of shifted and rotated digits; :func:`.codes.edited_coordinates` makes the
     same move on a class model's picture). Whole-pixel shifts move pixels exactly."""
     flat = _flat_pixels(images)
+    n = flat.shape[0]
+    shifts = torch.as_tensor(shift_pixels, dtype=torch.float64).reshape(1, 2).expand(n, 2)
+    return moved_each(flat, shifts, torch.full((n,), float(angle_degrees), dtype=torch.float64))
+
+
+def moved_each(images: torch.Tensor, shift_pixels: torch.Tensor, angle_degrees: torch.Tensor) -> torch.Tensor:
+    """:func:`moved_images` with a move per image: ``shift_pixels [N, 2]`` (right, up) and ``angle_degrees [N]``,
+    in one batched resampling (random moves for training on deformed copies of a few digits)."""
+    flat = _flat_pixels(images)
     if not flat.is_floating_point():
         raise ValueError(f"images: expected floating-point grey levels in [0, 1], got {flat.dtype}")
-    grid = coordinate_grid(dtype=flat.dtype, device=flat.device)
+    n = flat.shape[0]
+    if tuple(shift_pixels.shape) != (n, 2) or tuple(angle_degrees.shape) != (n,):
+        raise ValueError(f"shift_pixels, angle_degrees: expected [{n}, 2] and [{n}] for {n} images, got "
+                         f"{tuple(shift_pixels.shape)} and {tuple(angle_degrees.shape)}")
+    dtype, device = flat.dtype, flat.device
+    grid = coordinate_grid(dtype=dtype, device=device)
     step = 2 / (SIDE - 1)
-    t = torch.tensor([shift_pixels[0] * step, shift_pixels[1] * step], dtype=flat.dtype, device=flat.device)
-    a = math.radians(angle_degrees)
-    inverse = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]], dtype=flat.dtype,
-                           device=flat.device)  # x ↦ R⁻¹x for row vectors
-    source = (grid - t) @ inverse  # where each pixel of the moved image comes from, in coordinates
+    t = shift_pixels.to(dtype=dtype, device=device) * step  # [N, 2]
+    a = torch.deg2rad(angle_degrees.to(dtype=torch.float64)).to(dtype=dtype, device=device)
+    c, s = torch.cos(a), torch.sin(a)
+    inverse = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)  # [N, 2, 2]: x ↦ R⁻¹x (rows)
+    source = (grid.unsqueeze(0) - t[:, None, :]) @ inverse  # where each moved pixel comes from, [N, 784, 2]
     # grid_sample reads (x, y) with y pointing down the rows: our y is up
-    sample = torch.stack([source[:, 0], -source[:, 1]], -1).reshape(1, SIDE, SIDE, 2).expand(flat.shape[0], -1, -1, -1)
+    sample = torch.stack([source[..., 0], -source[..., 1]], -1).reshape(n, SIDE, SIDE, 2)
     out = torch.nn.functional.grid_sample(flat.reshape(-1, 1, SIDE, SIDE), sample, mode="bilinear",
                                           padding_mode="zeros", align_corners=True)
     return out.reshape(-1, N_PIXELS).clamp(0, 1)

@@ -214,18 +214,12 @@ def _dashboard_link(client) -> str | None:
         return None
 
 
-def _has_gpu_workers(client) -> bool:
-    workers = client.scheduler_info(n_workers=-1).get("workers", {}) if _accepts_n_workers() else \
-        client.scheduler_info().get("workers", {})
-    return any(info.get("resources", {}).get("GPU") for info in workers.values())
-
-
-def _accepts_n_workers() -> bool:
-    import inspect
-
-    from distributed import Client
-
-    return "n_workers" in inspect.signature(Client.scheduler_info).parameters
+def _workers(client) -> dict:
+    """Every worker's scheduler info (recent versions list only 5 unless asked for all)."""
+    try:
+        return client.scheduler_info(n_workers=-1).get("workers", {})
+    except TypeError:  # distributed before 2025: every worker, and no such argument
+        return client.scheduler_info().get("workers", {})
 
 
 # ---------------------------------------------------------------------------------------------- worker side
@@ -241,7 +235,7 @@ def _gpu_pool(units: int) -> queue.Queue:
         if _GPU_POOL is None:
             ids = detect_gpu_ids() or ["0"]
             pool: queue.Queue = queue.Queue()
-            for copy in range(max(1, units // len(ids))):
+            for _ in range(max(1, units // len(ids))):
                 for gpu in ids:
                     pool.put(gpu)
             _GPU_POOL = pool
@@ -333,9 +327,9 @@ def run_on_cluster(jobs: Sequence, client, *, profile: str, timeout: int, start_
 
     expected = library_stamp()
     run_id = uuid.uuid4().hex
-    gpu = _has_gpu_workers(client)
-    workers = len(client.scheduler_info().get("workers", {}))
-    describe(f"{workers} Dask worker(s)" + (", GPU jobs" if gpu else ""))
+    workers = _workers(client)
+    gpu = any(info.get("resources", {}).get("GPU") for info in workers.values())
+    describe(f"{len(workers)} Dask worker(s)" + (", GPU jobs" if gpu else ""))
     futures = {}
     for index, job in enumerate(jobs):
         remote = job.remote(profile, timeout, start_timeout)
