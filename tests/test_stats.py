@@ -499,3 +499,18 @@ def test_seed_comparisons_reject_bad_shapes():
         compare_seeds(np.ones((3, 4)), np.ones((3, 5)), paired=True)
     with pytest.raises(ValueError, match="paired: expected True or False"):
         compare_seeds(np.ones((3, 4)), np.ones((3, 4)), paired="yes")
+
+
+def test_interval_text_is_the_one_way_intervals_are_written():
+    from backprop2lib.stats import Summary, interval_text, summarise_seeds
+
+    assert interval_text(Summary(0.123456, 0.0123, 5, 0)) == "0.123 ± 0.012"
+    assert interval_text(Summary(0.123456, float("nan"), 1, 0)) == "0.123"  # one value: no interval to write
+    assert interval_text(Summary(0.5, 0.05, 5, 2), ".1f", ".1f", scale=100) == "50.0 ± 5.0 (2 diverged)"
+    assert interval_text(Summary(12.34, 1.4, 5, 0), "matched") == "12.3 ± 1.4"
+    assert interval_text(Summary(0.002834, 0.000134, 5, 0), "matched") == "0.00283 ± 0.00013"
+    assert interval_text(Summary(3.0, 0.0, 5, 0), "matched") == "3"
+    seeds = summarise_seeds(np.array([[1.0, 2.0], [3.0, np.nan]]))
+    text = interval_text(seeds, tasks=True)
+    assert text.startswith(f"{seeds.mean:.3g} ± {seeds.ci95:.2g} (tasks ± {seeds.tasks.ci95:.2g})")
+    assert text.endswith("(1 diverged)") and str(Summary(1.0, 0.5, 3, 0)) == "1 ± 0.5"

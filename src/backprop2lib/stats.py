@@ -24,10 +24,30 @@ class Summary:
     n_diverged: int  # values that were NaN, inf or above the divergence bound, left out
 
     def __str__(self) -> str:
-        text = f"{self.mean:.3g} ± {self.ci95:.2g}"
-        if self.n_diverged:
-            text += f" ({self.n_diverged} diverged)"
-        return text
+        return interval_text(self)
+
+
+def interval_text(summary, fmt: str = ".3g", width_fmt: str = ".2g", *, scale: float = 1.0,
+                  tasks: bool = False) -> str:
+    """The one way the book writes an interval: "mean ± half-width" of a :class:`Summary` or
+    :class:`SeedSummary` (the mean alone where the half-width is not finite, e.g. one seed), values times
+    ``scale`` (100: percentage points), then "(tasks ± w)" for a SeedSummary's pooled test-task interval when
+    ``tasks``, and "(k diverged)" when values were left out. ``fmt="matched"``: both to the half-width's
+    second significant digit (0.1234 ± 0.0056 → "0.1234 ± 0.0056", 12.3 ± 1.4 → "12.3 ± 1.4")."""
+    mean, width = summary.mean * scale, summary.ci95 * scale
+    if fmt == "matched":
+        if math.isfinite(width) and width > 0:
+            decimals = max(0, 1 - math.floor(math.log10(width)))
+            text = f"{mean:.{decimals}f} ± {width:.{decimals}f}"
+        else:
+            text = f"{mean:.2g}"
+    else:
+        text = f"{mean:{fmt}} ± {width:{width_fmt}}" if math.isfinite(width) else f"{mean:{fmt}}"
+    if tasks:
+        text += f" (tasks ± {summary.tasks.ci95 * scale:{width_fmt if fmt != 'matched' else '.2g'}})"
+    if summary.n_diverged:
+        text += f" ({summary.n_diverged} diverged)"
+    return text
 
 
 def _check_interval(interval) -> str:

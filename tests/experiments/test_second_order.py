@@ -505,5 +505,7 @@ def test_findings_give_every_number_the_chapter_quotes():
 
 def test_findings_numbers_are_written_without_exponents():
     curve = Curve("x", np.array([[1.0] * 4, [0.00283, 0.00293, 0.00273, 0.00283]]), steps=np.array([0, 1]), n_seeds=4)
-    assert ch4._mean_ci(curve) == "0.00283 ± 0.00013"  # the half-width to two significant digits
+    from backprop2lib.stats import interval_text
+
+    assert interval_text(curve.seed_summary(), "matched") == "0.00283 ± 0.00013"  # to the half-width's 2nd digit
     assert ch4._ms(0.339) == "339" and ch4._ms(0.00084) == "0.84" and ch4._ms(0.0206) == "21"

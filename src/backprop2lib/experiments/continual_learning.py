@@ -30,7 +30,7 @@ from ..models.mlp import MLP
 from ..optim.tune import LRChoice, choose
 from ..plotting import plot_summaries
 from ..profiles import Profile, resolve_profile
-from ..stats import Comparison, compare_seeds, rank_correlation, summarise
+from ..stats import Comparison, compare_seeds, rank_correlation, summarise, interval_text
 from ..tables import markdown_table
 
 METHODS = ("sgd", "l2", "ewc", "online_ewc", "quadratic")
@@ -284,9 +284,7 @@ def run(settings: Settings, *, device="cpu") -> Results:
 
 def _pct(values: np.ndarray) -> str:
     """Mean ± Student-t 95% half-width across seeds, in percentage points."""
-    s = summarise(np.asarray(values) * 100, interval="t")
-    text = f"{s.mean:.1f} ± {s.ci95:.1f}"
-    return text + (f" ({s.n_diverged} diverged)" if s.n_diverged else "")
+    return interval_text(summarise(np.asarray(values) * 100, interval="t"), ".1f", ".1f")
 
 
 def tuning_table(benches: dict) -> str:
@@ -363,8 +361,8 @@ def overlap_table(overlap: Overlap) -> str:
 
 
 def _frac(values: np.ndarray) -> str:
-    s = summarise(np.asarray(values), interval="t")
-    return f"{s.mean:.2f} ± {s.ci95:.2f}"
+    """Mean ± Student-t 95% half-width across seeds, two decimals."""
+    return interval_text(summarise(np.asarray(values), interval="t"), ".2f", ".2f")
 
 
 def overlap_figure(overlap: Overlap):

@@ -32,8 +32,8 @@ from ..optim.tune import LRChoice, check_grid, choose
 from ..plotting import plot_summaries
 from ..profiles import Profile, resolve_profile
 from ..scale.adapt import InnerLoop, adam_adapt, adapt
-from ..stats import (Comparison as Verdict, SeedSummary, Summary, compare_seeds, permutation_p_value,
-                     rank_correlation, summarise, summarise_seeds)
+from ..stats import (Comparison as Verdict, SeedSummary, compare_seeds, permutation_p_value,
+                     rank_correlation, summarise, summarise_seeds, interval_text)
 from ..tables import markdown_table
 from ..tasks import TeacherTasks
 from .scale_comparison import ComparisonSettings
@@ -487,14 +487,8 @@ def run(settings: Settings, *, device: torch.device | str = "cpu") -> Results:
 
 def decay_table(sweep: DecaySweep) -> str:
     return markdown_table(["κ", "validation MSE (in distribution)", "validation MSE (OOD)", "ρ(λ, s*), mean over seeds"],
-                          [[f"{k:g}", _seed_text(a), _seed_text(b), f"{sweep.rate_correlation[k]:.2f}"]
+                          [[f"{k:g}", interval_text(a, tasks=True), interval_text(b, tasks=True), f"{sweep.rate_correlation[k]:.2f}"]
                            for k, (a, b) in sweep.scores.items()])
-
-
-def _seed_text(s: SeedSummary) -> str:
-    """Mean ± across-seed 95% half-width (the pooled test-task half-width in brackets), diverged counted."""
-    text = f"{s.mean:.3g} ± {s.ci95:.2g} (tasks ± {s.tasks.ci95:.2g})"
-    return text + (f", {s.n_diverged} diverged" if s.n_diverged else "")
 
 
 def decay_text(sweep: DecaySweep) -> str:
@@ -514,7 +508,7 @@ def inner_loops_table(comparison: Comparison, steps: int, *, diverged_above: flo
     """Every inner loop after ``steps`` steps, every family, both test sets: query MSE, mean over training
     seeds ± the across-seed interval (test-task interval in brackets)."""
     fams = list(comparison.by_family)
-    rows = [[name] + [_seed_text(summarise_seeds(comparison.errors(f, name, steps, ood), diverged_above=diverged_above))
+    rows = [[name] + [interval_text(summarise_seeds(comparison.errors(f, name, steps, ood), diverged_above=diverged_above))
                       for f in fams for ood in (False, True)] for name in INNER_LOOPS]
     return markdown_table(["inner loop"] + [f"{f} {w}" for f in fams for w in ("in dist.", "OOD")], rows)
 

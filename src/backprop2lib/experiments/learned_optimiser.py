@@ -32,7 +32,7 @@ from ..learned.jobs import family_of
 from ..optim import LR_GRID, STEPPERS, Curve, LRChoice, run as run_optimiser, tune_lr_at
 from ..optim.curve import compare_curves
 from ..profiles import Profile, resolve_profile
-from ..stats import Comparison, SeedSummary, compare, summarise, summarise_seeds
+from ..stats import Comparison, SeedSummary, compare, summarise, summarise_seeds, interval_text
 from ..store import StoredModel, obtain
 from ..tables import markdown_table
 
@@ -247,10 +247,6 @@ def generalisation_sections(settings: Settings, models: Mapping[tuple[str, str],
 
 # ---------------------------------------------------------------------------------------- tables
 
-def _seed_text(s: SeedSummary, fmt: str = ".3g") -> str:
-    return f"{s.mean:{fmt}}" if not math.isfinite(s.ci95) else f"{s.mean:{fmt}} ± {s.ci95:.2g}"
-
-
 def _short(verdicts: Sequence[str]) -> str:
     return ", ".join({"lower": "lower", "higher": "higher", "not distinguishable": "n.d."}[v] for v in verdicts)
 
@@ -264,8 +260,8 @@ def section_table(section: Section, reference: str = "Adam") -> str:
         ref = section.baselines[(reference, step)].summary(step).mean
         for recipe, curve in section.learned.items():
             r = section.ratio(recipe, step, reference)
-            rows.append([str(step), f"{recipe} ({curve.n_seeds} seeds)", _seed_text(curve.seed_summary(step)),
-                         _seed_text(r, ".2f"), section.verdict(recipe, reference, step).verdict,
+            rows.append([str(step), f"{recipe} ({curve.n_seeds} seeds)", interval_text(curve.seed_summary(step)),
+                         interval_text(r, ".2f"), section.verdict(recipe, reference, step).verdict,
                          _short(section.per_seed(recipe, reference, step)),
                          str(int((curve.diverged_at >= 0).sum()))])
         for name in section.choices:
@@ -292,8 +288,8 @@ def generalisation_table(results: Results) -> str:
     for label, section in results.generalisation.items():
         for step in section.steps:
             for recipe, curve in section.learned.items():
-                rows.append([label, str(step), recipe, _seed_text(curve.seed_summary(step)),
-                             _seed_text(section.ratio(recipe, step), ".2f"), section.verdict(recipe, "Adam", step).verdict,
+                rows.append([label, str(step), recipe, interval_text(curve.seed_summary(step)),
+                             interval_text(section.ratio(recipe, step), ".2f"), section.verdict(recipe, "Adam", step).verdict,
                              _short(section.per_seed(recipe, "Adam", step)), _short(section.progress(recipe, step)),
                              str(int((curve.diverged_at >= 0).sum()))])
     return markdown_table(["setting", "step", "learned", "loss", "÷ tuned Adam", "vs tuned Adam, seed level",
@@ -327,7 +323,7 @@ def paper_comparison(results: Results) -> list[PaperRow]:
 
 def paper_table(rows: Sequence[PaperRow]) -> str:
     return markdown_table(["setting", "paper: LSTM ÷ Adam", "here: LSTM ÷ tuned Adam (seeds)", "here: seed-level verdict"],
-                          [[r.setting, r.paper, _seed_text(r.ratio, ".2f"), r.verdict] for r in rows])
+                          [[r.setting, r.paper, interval_text(r.ratio, ".2f"), r.verdict] for r in rows])
 
 
 def budget_table(models: Mapping[tuple[str, str], Sequence[StoredModel]]) -> str:
@@ -478,7 +474,7 @@ def findings(results: Results) -> dict[str, str]:
             adam = section.baselines[("Adam", step)].summary(step).mean
             for recipe in section.learned:
                 slug = slugs[recipe]
-                out[f"{p}_{slug}_ratio"] = _seed_text(section.ratio(recipe, step), ".2f")
+                out[f"{p}_{slug}_ratio"] = interval_text(section.ratio(recipe, step), ".2f")
                 out[f"{p}_{slug}_per_seed"] = _short(section.per_seed(recipe, "Adam", step))
                 for name in section.choices:
                     out[f"{p}_{slug}_vs_{name.lower()}"] = section.verdict(recipe, name, step).phrase
@@ -499,11 +495,11 @@ def findings(results: Results) -> dict[str, str]:
             out[p] = f"{step:,}"
             for recipe in section.learned:
                 r = slugs[recipe]
-                out[f"{p}_{r}_ratio"] = _seed_text(section.ratio(recipe, step), ".2f")
+                out[f"{p}_{r}_ratio"] = interval_text(section.ratio(recipe, step), ".2f")
                 out[f"{p}_{r}_vs_adam"] = section.verdict(recipe, "Adam", step).phrase
                 out[f"{p}_{r}_per_seed"] = _short(section.per_seed(recipe, "Adam", step))
                 out[f"{p}_{r}_progress"] = _short(section.progress(recipe, step))
-                out[f"{p}_{r}_loss"] = _seed_text(section.learned[recipe].seed_summary(step))
+                out[f"{p}_{r}_loss"] = interval_text(section.learned[recipe].seed_summary(step))
             out[f"{p}_adam_loss"] = str(section.baselines[("Adam", step)].summary(step))
             out[f"{p}_scaled_vs_lstm"] = section.verdict("LSTM, random scaling", "LSTM", step).phrase
     for key, (lstm, adam, note) in PAPER.items():  # the paper's side, whatever steps this profile reports

@@ -23,7 +23,7 @@ import torch
 from .. import methods as registry
 from ..claims import Claims
 from ..meta.backprop2 import ScaleModel, train_backprop2
-from ..meta.backprop2 import _stack_rows as stack_rows  # per-seed regularisers as one [S·T, P] batch
+from ..meta.backprop2 import stack_rows  # per-seed regularisers as one [S·T, P] batch
 from ..meta.fewshot import Adapter, evaluate_few_shot, query_errors, sgd_adapter
 from ..meta.maml import train_maml
 from ..meta.meta_sgd import train_meta_sgd
@@ -35,7 +35,7 @@ from ..scale import QuadraticRegulariser, QuarticRegulariser, quartic_inverse_sc
 from ..scale.adapt import InnerLoop, adapt
 from ..optim.tune import LRChoice, choose
 from ..stats import (Comparison as Verdict, SeedSummary, Summary, compare_seeds, permutation_p_value,
-                     rank_correlation, summarise, summarise_seeds)
+                     rank_correlation, summarise, summarise_seeds, interval_text)
 from ..tables import markdown_table
 from ..tasks import GaussianBumpTasks, TeacherTasks
 
@@ -640,11 +640,6 @@ def compare_methods(settings: Settings, setup: Setup, sweep: StrengthSweep, *,
     return Comparison(out, s.n_seeds, s.diverged_above)
 
 
-def _cell(summary: SeedSummary) -> str:
-    text = f"{summary.mean:.3g} ± {summary.ci95:.2g}"
-    return text + (f" ({summary.n_diverged} diverged)" if summary.n_diverged else "")
-
-
 def errors_table(comparison: Comparison, *, loop: str = NATIVE, ood: bool = False) -> str:
     """Query MSE per method and family over the training seeds (mean ± across-seed 95% interval), with
     ``loop``; the training time of the batched runs summed over the families."""
@@ -654,7 +649,7 @@ def errors_table(comparison: Comparison, *, loop: str = NATIVE, ood: bool = Fals
 
     def row(m: str) -> list[str]:
         time = [f"{sum(c.by_family[f].trained[m].seconds for f in fs):.0f}"] if timed else []
-        return [m] + time + [_cell(c.summary(f, m, loop, ood)) for f in fs]
+        return [m] + time + [interval_text(c.summary(f, m, loop, ood)) for f in fs]
 
     return markdown_table(["method" if loop == NATIVE else "learned start of"]
                           + (["training time (s)"] if timed else []) + names, [row(m) for m in METHODS])
@@ -774,7 +769,7 @@ def terminator_table(term: Terminator) -> str:
         steps = term.steps[name]
         rows.append([name, f"{steps.mean():.0f} ({steps.min()}–{steps.max()})", f"{term.stopped[name].mean():.0%}",
                      f"{term.support[name].mean():.3g}",
-                     _cell(summarise_seeds(term.query[name], diverged_above=term.diverged_above))])
+                     interval_text(summarise_seeds(term.query[name], diverged_above=term.diverged_above))])
     return markdown_table(["inner loop", "steps: mean (range)", "stopped by terminator", "support error (½ SSE)",
                            "query MSE (across seeds)"], rows)
 

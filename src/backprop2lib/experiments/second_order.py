@@ -36,7 +36,7 @@ from ..second_order.hessian import full_hessian, loss_grad_and_block_hessians, m
 from ..second_order.optimisers import BlockNewton, GradientDescentLineSearch, MLPProblem
 from ..second_order.toy import (CUBIC_THRESHOLDS, ENDPOINTS, TEST_FUNCTIONS, ToyMethod, classify_endpoints,
                                 concave_points, cubic_outcomes, cubic_u, toy_step, trajectories)
-from ..stats import Comparison as Verdict, Summary, compare, compare_seeds, fitted_exponent, summarise
+from ..stats import Comparison as Verdict, Summary, compare, compare_seeds, fitted_exponent, summarise, interval_text
 from ..tables import markdown_table
 from ..tasks.plane_wave import plane_wave
 
@@ -997,15 +997,6 @@ def check_claims(results: Results) -> Claims:
     return claims
 
 
-def _mean_ci(curve: Curve) -> str:
-    """Mean ± across-seed half-width, both to the half-width's second significant digit."""
-    s = curve.seed_summary()
-    if not (np.isfinite(s.ci95) and s.ci95 > 0):
-        return f"{s.mean:.2g}"
-    decimals = max(0, 1 - int(np.floor(np.log10(s.ci95))))
-    return f"{s.mean:.{decimals}f} ± {s.ci95:.{decimals}f}"
-
-
 def _ms(seconds: float) -> str:
     """Milliseconds, to two significant digits but never in exponent form."""
     ms = 1e3 * seconds
@@ -1033,7 +1024,7 @@ def findings(results: Results) -> dict[str, str]:
                           (_B7_LS_TUNED, "b7_ls_tuned"), ("block Newton (backprop2, b=32) + line search", "b32_ls"),
                           ("block Newton (backprop2, full) + line search", "full_ls"), (_NEWTON_B7_LS, "newton_b7_ls")):
             if name in curves:
-                out[f"{prefix}_{key}"] = _mean_ci(curves[name])
+                out[f"{prefix}_{key}"] = interval_text(curves[name].seed_summary(), "matched")
                 out[f"{prefix}_{key}_ms"] = _ms(curves[name].seconds_per_step)
         for name, key in ((_B7_TUNED, "b7_tuned"), (_B7_LS_TUNED, "b7_ls_tuned")):
             choice = newton_choice(comparison, name)

@@ -198,7 +198,7 @@ def _row_of(obj, row: int):
     return None if obj is None else dataclasses.replace(obj, **{n: getattr(obj, n)[row] for n in _tensor_fields(obj)})
 
 
-def _stack_rows(objs: list, repeats: int):
+def stack_rows(objs: list, repeats: int):
     """Per-seed fitted regularisers or rates (shared ``[P]`` tensors) as one object whose tensors are
     ``[S·repeats, P]``, seed-major: each seed's row repeated for its ``repeats`` tasks."""
     if objs[0] is None:
@@ -262,7 +262,7 @@ def _train_seeds(model: MLP, tasks, seeds, *, rule: str, outer_iterations: int, 
             x, y = draw(T)
             with torch.no_grad():
                 res = adapt(model, mean.repeat_interleave(T, 0), x, y, loop=loop,
-                            regulariser=_stack_rows(regs, T), rates=_stack_rows(rates, T))
+                            regulariser=stack_rows(regs, T), rates=stack_rows(rates, T))
             bad = res.diverged.nonzero().flatten().tolist()
             if bad:
                 where = [(b // T, b % T) for b in bad[:10]]
@@ -275,7 +275,7 @@ def _train_seeds(model: MLP, tasks, seeds, *, rule: str, outer_iterations: int, 
             _record_seeds(history, [_scale_of(r, q, adapted[s]) for s, (r, q) in enumerate(zip(regs, rates))],
                           res, strength)
             bar.update(1)
-    return ScaleModel(rule, mean, _stack_rows(regs, 1), _stack_rows(rates, 1), loop, history,
+    return ScaleModel(rule, mean, stack_rows(regs, 1), stack_rows(rates, 1), loop, history,
                       time.perf_counter() - start, seeds)
 
 
