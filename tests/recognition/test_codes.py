@@ -3,6 +3,7 @@ against one image and one class at a time, the meta-gradient against finite diff
 code adaptation tells two classes apart."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -361,3 +362,25 @@ def test_adapting_on_a_draw_of_pixels():
     torch.testing.assert_close(adapt_codes(m, other, masks, points=20, **kw).codes, few.codes)
     with pytest.raises(ValueError, match="points"):
         adapt_codes(m, images, masks, points=197, **kw)
+
+
+def test_seeds_trained_together_equal_each_seed_alone():
+    rec = CodeReconstructor(2, hidden=(4,), fourier=2)
+    g = torch.Generator().manual_seed(5)
+    pixels = [torch.rand(3, 784, generator=g, dtype=D) for _ in range(2)]
+    settings = CodeSettings(iterations=3, meta_batch=2, points=8, augment_shift=1.0)
+    together = train_code_models(rec, pixels, settings, seeds=(4, 7), progress=False)
+    for s, seed in enumerate((4, 7)):
+        alone = train_code_models(rec, pixels, settings, seeds=(seed,), progress=False)
+        for name in ("w", "mu", "log_sigma", "log_alpha"):
+            torch.testing.assert_close(getattr(together, name)[2 * s:2 * s + 2], getattr(alone, name),
+                                       atol=1e-10, rtol=1e-10)
+    default = train_code_models(rec, pixels, replace(settings, seed=4), progress=False)  # seeds=None: settings.seed
+    torch.testing.assert_close(default.w, together.w[:2], atol=1e-10, rtol=1e-10)
+    images = torch.rand(3, 784, generator=g, dtype=D)
+    fit = adapt_codes(together, images, pixel_split(3, 0.5), starts=2, steps=1, refine=1)
+    per_seed = fit.predict_per_seed(2)
+    assert per_seed.shape == (2, 3)
+    torch.testing.assert_close(per_seed[1], fit.held_error[:, 2:].argmin(-1))
+    with pytest.raises(ValueError, match="seeds"):
+        train_code_models(rec, pixels, settings, seeds=(1, 1))

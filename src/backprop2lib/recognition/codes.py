@@ -236,6 +236,14 @@ class CodeFit:
     def predict(self, prior_weight: float = 0.0) -> torch.Tensor:
         return self.scores(prior_weight).argmin(-1)
 
+    def predict_per_seed(self, n_seeds: int, prior_weight: float = 0.0) -> torch.Tensor:
+        """For class models trained with several seeds (rows seed-major, :func:`train_code_models`): each seed's
+        predictions among its own C classes, ``[S, N]``."""
+        scores = self.scores(prior_weight)
+        if scores.shape[1] % n_seeds:
+            raise ValueError(f"n_seeds: {scores.shape[1]} class models do not split into {n_seeds} seeds")
+        return scores.reshape(scores.shape[0], n_seeds, -1).argmin(-1).T
+
 
 def adapt_codes(models: CodeClassModels, images: torch.Tensor, masks: torch.Tensor, *, starts: int = 8,
                 steps: int = 5, refine: int = 20, features: torch.Tensor | None = None,
@@ -444,9 +452,15 @@ def meta_loss_on_points(models: CodeClassModels, adapt_y: torch.Tensor, adapt_fe
 
 
 def train_code_models(reconstructor: CodeReconstructor, pixels_by_class: list[torch.Tensor],
-                      settings: CodeSettings = CodeSettings(), *, progress: bool | None = None) -> CodeClassModels:
+                      settings: CodeSettings = CodeSettings(), *, seeds=None,
+                      progress: bool | None = None) -> CodeClassModels:
     """Meta-train one code class model per entry of ``pixels_by_class`` (class c's images ``[M_c, 784]``), all at
-    once: each iteration draws ``meta_batch`` images per class and fresh adapt/held-out pixel splits."""
+    once: each iteration draws ``meta_batch`` images per class and fresh adapt/held-out pixel splits.
+
+    ``seeds`` (default: ``settings.seed`` alone) trains one set of class models per seed in the same batch, rows
+    seed-major (row ``s·C + c`` is class c under ``seeds[s]``): each seed starts from its own network and draws its
+    images, moves and splits from its own generator, and the loss is the sum of the seeds' meta-losses, so every
+    seed's models are the ones it would get alone (up to floating-point summation order)."""
     from ..progress import progress_bar
 
     if len(pixels_by_class) < 2:
@@ -455,44 +469,62 @@ def train_code_models(reconstructor: CodeReconstructor, pixels_by_class: list[to
         if p.dim() != 2 or p.shape[1] != N_PIXELS or p.shape[0] < 1:
             raise ValueError(f"pixels_by_class[{c}]: expected [M, {N_PIXELS}] with M >= 1, got {tuple(p.shape)}")
     s = settings
+    seeds = (s.seed,) if seeds is None else tuple(int(seed) for seed in seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds: expected distinct training seeds, got {seeds!r}")
+    C, S = len(pixels_by_class), len(seeds)
     dtype, device = pixels_by_class[0].dtype, pixels_by_class[0].device
-    models = CodeClassModels.initial(reconstructor, len(pixels_by_class), seed=s.seed, inner_lr=s.inner_lr,
-                                     beta=s.beta, dtype=dtype, device=device)
+    per_seed = [CodeClassModels.initial(reconstructor, C, seed=seed, inner_lr=s.inner_lr, beta=s.beta, dtype=dtype,
+                                        device=device) for seed in seeds]
+    models = CodeClassModels(reconstructor, *(torch.cat([getattr(m, name) for m in per_seed])
+                                              for name in ("w", "mu", "log_sigma", "log_alpha")), s.beta)
     for p in models.parameters():
         p.requires_grad_(True)
     opt = torch.optim.Adam(models.parameters(), lr=s.meta_lr)
-    g = torch.Generator().manual_seed(s.seed + 1)
+    generators = [torch.Generator().manual_seed(seed + 1) for seed in seeds]
     feats = reconstructor.features(coordinate_grid(dtype=dtype, device=device))
     started = time.perf_counter()
     bar = progress_bar(s.iterations, "code class models", progress)
     for it in range(s.iterations):
-        batch = torch.stack([p[torch.randint(p.shape[0], (s.meta_batch,), generator=g).to(p.device)]
-                             for p in pixels_by_class])  # [C, T, 784]
-        if s.augment_shift or s.augment_angle:
-            n = batch.shape[0] * batch.shape[1]
-            shifts = (torch.rand(n, 2, generator=g, dtype=torch.float64) * 2 - 1) * s.augment_shift
-            angles = (torch.rand(n, generator=g, dtype=torch.float64) * 2 - 1) * s.augment_angle
-            batch = moved_each(batch.reshape(n, -1), shifts, angles).reshape(batch.shape)
-        masks = pixel_split(len(pixels_by_class) * s.meta_batch, s.adapt_fraction,
-                            seed=int(torch.randint(2**31 - 1, (1,), generator=g)), device=device).reshape(batch.shape)
+        draws = [_draw(pixels_by_class, s, g, device) for g in generators]  # per seed: its own stream
+        batch = torch.cat([d[0] for d in draws])  # [S·C, T, 784]
+        masks = torch.cat([d[1] for d in draws])
         if s.points is None:
-            loss = meta_loss(models, batch, masks, s.inner_steps, feats)
-        else:  # a draw of each side of the split: the first `points` adapted and held-out pixels in a random order
-            order = torch.rand(batch.shape, generator=g, dtype=torch.float64).to(device).argsort(-1)
+            loss = S * meta_loss(models, batch, masks, s.inner_steps, feats)  # = the sum of the seeds' means
+        else:
+            order = torch.cat([d[2] for d in draws])
             side = masks.gather(-1, order)
             adapt_idx = order.masked_select(side).reshape(*batch.shape[:2], -1)[..., :s.points]
             query_idx = order.masked_select(~side).reshape(*batch.shape[:2], -1)[..., :s.points]
-            loss = meta_loss_on_points(models, batch.gather(-1, adapt_idx), feats[adapt_idx],
-                                       batch.gather(-1, query_idx), feats[query_idx], s.inner_steps)
+            loss = S * meta_loss_on_points(models, batch.gather(-1, adapt_idx), feats[adapt_idx],
+                                           batch.gather(-1, query_idx), feats[query_idx], s.inner_steps)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"train_code_models: meta-loss not finite at iteration {it}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        models.history.append((it, float(loss.detach())))
+        models.history.append((it, float(loss.detach()) / S))
         bar.update(1)
     bar.close()
     for p in models.parameters():
         p.requires_grad_(False)
     models.seconds = time.perf_counter() - started
     return models
+
+
+def _draw(pixels_by_class: list[torch.Tensor], s: CodeSettings, g: torch.Generator, device):
+    """One seed's draw for an iteration: ``meta_batch`` images per class (moved, if augmenting), their pixel
+    splits, and (when training on ``points``) a random pixel order per image."""
+    batch = torch.stack([p[torch.randint(p.shape[0], (s.meta_batch,), generator=g).to(p.device)]
+                         for p in pixels_by_class])  # [C, T, 784]
+    if s.augment_shift or s.augment_angle:
+        n = batch.shape[0] * batch.shape[1]
+        shifts = (torch.rand(n, 2, generator=g, dtype=torch.float64) * 2 - 1) * s.augment_shift
+        angles = (torch.rand(n, generator=g, dtype=torch.float64) * 2 - 1) * s.augment_angle
+        batch = moved_each(batch.reshape(n, -1), shifts, angles).reshape(batch.shape)
+    masks = pixel_split(len(pixels_by_class) * s.meta_batch, s.adapt_fraction,
+                        seed=int(torch.randint(2**31 - 1, (1,), generator=g)), device=device).reshape(batch.shape)
+    order = None
+    if s.points is not None:  # a draw of each side of the split: the first `points` of each in a random order
+        order = torch.rand(batch.shape, generator=g, dtype=torch.float64).to(device).argsort(-1)
+    return batch, masks, order
