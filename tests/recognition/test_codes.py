@@ -384,3 +384,23 @@ def test_seeds_trained_together_equal_each_seed_alone():
     torch.testing.assert_close(per_seed[1], fit.held_error[:, 2:].argmin(-1))
     with pytest.raises(ValueError, match="seeds"):
         train_code_models(rec, pixels, settings, seeds=(1, 1))
+
+
+def test_moved_copies_start_with_the_image_and_stay_within_their_bounds():
+    from backprop2lib.recognition.images import moved_copies
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.zeros(2, 784, dtype=D)
+    images[:, 14 * 28 + 14] = 1.0  # one lit pixel at the centre: its moved position shows the shift
+    out = moved_copies(images, 5, max_shift=2.0, max_angle=0.0, generator=g)
+    assert out.shape == (10, 784)
+    torch.testing.assert_close(out[::5], images)
+    rows, cols = [], []
+    for picture in out.reshape(10, 28, 28):
+        r, c = torch.nonzero(picture > 0, as_tuple=True)
+        rows += r.tolist()
+        cols += c.tolist()
+    assert max(abs(r - 14) for r in rows) <= 3 and max(abs(c - 14) for c in cols) <= 3  # ±2 px, bilinear spread
+    assert len(set(zip(rows, cols))) > 4
+    with pytest.raises(ValueError, match="copies"):
+        moved_copies(images, 0, 1.0, 1.0)

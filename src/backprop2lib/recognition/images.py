@@ -21,7 +21,7 @@ import torch
 from ..data.mnist import MNIST, N_PIXELS, SIDE
 from ..tasks.batch import TaskFamily
 
-__all__ = ["ImageTasks", "coordinate_grid", "images_to_tasks", "moved_each", "moved_images", "tasks_to_images"]
+__all__ = ["ImageTasks", "coordinate_grid", "images_to_tasks", "moved_copies", "moved_each", "moved_images", "tasks_to_images"]
 
 
 def coordinate_grid(side: int = SIDE, *, device: torch.device | str = "cpu",
@@ -117,6 +117,24 @@ def moved_each(images: torch.Tensor, shift_pixels: torch.Tensor, angle_degrees: 
     out = torch.nn.functional.grid_sample(flat.reshape(-1, 1, SIDE, SIDE), sample, mode="bilinear",
                                           padding_mode="zeros", align_corners=True)
     return out.reshape(-1, N_PIXELS).clamp(0, 1)
+
+
+def moved_copies(images: torch.Tensor, copies: int, max_shift: float, max_angle: float, *,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """``copies`` versions of every image ``[N, 784]``, ``[N · copies, 784]`` image-major: the image itself, then
+    moves by a shift uniform in ±``max_shift`` pixels per axis and a turn uniform in ±``max_angle`` degrees
+    (the deformations a code class model trains on, given to a pixel classifier as extra training images)."""
+    flat = _flat_pixels(images)
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+        raise ValueError(f"copies: expected a positive int, got {copies!r}")
+    if not (max_shift >= 0 and max_angle >= 0):
+        raise ValueError(f"max_shift, max_angle: expected non-negative numbers, got {max_shift!r}, {max_angle!r}")
+    g = generator or torch.Generator().manual_seed(0)
+    n = flat.shape[0]
+    shifts = (torch.rand(n, copies, 2, generator=g, dtype=torch.float64) * 2 - 1) * max_shift
+    angles = (torch.rand(n, copies, generator=g, dtype=torch.float64) * 2 - 1) * max_angle
+    shifts[:, 0], angles[:, 0] = 0.0, 0.0  # the first copy is the image
+    return moved_each(flat.repeat_interleave(copies, 0), shifts.reshape(-1, 2), angles.reshape(-1))
 
 
 def tasks_to_images(y: torch.Tensor) -> torch.Tensor:
