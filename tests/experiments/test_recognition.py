@@ -129,6 +129,36 @@ def test_data_efficiency_uses_a_fixed_test_split_and_the_same_draws_for_every_cl
     assert set(KNOBS) <= set(METHODS)
 
 
+def test_code_data_efficiency_trains_every_seed_on_each_draw_and_compares_per_seed(split):
+    from backprop2lib.experiments.recognition import CodeExperiment, code_data_efficiency
+    from backprop2lib.recognition.codes import CodeReconstructor, CodeSettings, adapt_codes, pixel_split
+    from backprop2lib.recognition.codes import train_code_models
+    from backprop2lib.recognition.images import moved_copies
+
+    experiment = CodeExperiment(CodeReconstructor(2, hidden=(4,)),
+                                CodeSettings(iterations=2, meta_batch=2, points=8, augment_shift=1.0),
+                                starts=2, steps=1, refine=1, points=8, augment_copies=3)
+    out = code_data_efficiency(experiment, [1, 2], 2, (0, 1), baselines={"nearest class mean": NearestClassMean},
+                               split=split, test_images=30)
+    assert out.code.shape == (2, 2, 2) and bool(((out.code >= 0) & (out.code <= 1)).all())
+    assert set(out.baselines) == {"nearest class mean", "nearest class mean, moved copies"}
+    pool, test = pool_and_test(split)
+    test = test.subset(slice(0, 30))
+    train = pool.per_class(2, seed=1)
+    # seed 1's entry for draw 1 at n = 2 is that seed trained alone on the draw, then classifying the test images
+    models = train_code_models(experiment.reconstructor, [train.pixels()[train.labels == c] for c in range(10)],
+                               experiment.training, seeds=(1,), progress=False)
+    fit = adapt_codes(models, test.pixels(), pixel_split(30, 0.5, seed=10_000), starts=2, steps=1, refine=1, points=8,
+                      generator=torch.Generator().manual_seed(1))
+    assert out.code[1, 1, 1] == pytest.approx(float((fit.predict() == test.labels).double().mean()), abs=0.04)
+    moved = moved_copies(train.pixels(), 3, 1.0, 0.0, generator=torch.Generator().manual_seed(1))
+    direct = NearestClassMean().fit(moved, train.labels.repeat_interleave(3)).predict(test.pixels())
+    assert out.baselines["nearest class mean, moved copies"][1, 1] == pytest.approx(
+        float((direct == test.labels.numpy()).mean()))
+    verdict = out.verdict("nearest class mean", 2)
+    assert verdict.verdict in ("lower", "higher", "not distinguishable")
+
+
 # ----------------------------------------------------------------------------- pictures
 from backprop2lib.recognition.images import coordinate_grid, images_to_tasks  # noqa: E402
 from backprop2lib.recognition.pictures import calibration, hidden_maps, reconstructions  # noqa: E402
