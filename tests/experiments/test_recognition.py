@@ -130,7 +130,7 @@ def test_data_efficiency_uses_a_fixed_test_split_and_the_same_draws_for_every_cl
 
 
 def test_code_data_efficiency_trains_every_seed_on_each_draw_and_compares_per_seed(split):
-    from backprop2lib.experiments.recognition import CodeExperiment, code_data_efficiency
+    from backprop2lib.experiments.recognition import CodeExperiment, code_data_efficiency  # re-exported
     from backprop2lib.recognition.codes import CodeReconstructor, CodeSettings, adapt_codes, pixel_split
     from backprop2lib.recognition.codes import train_code_models
     from backprop2lib.recognition.images import moved_copies

@@ -41,8 +41,8 @@ from ..recognition import invariance
 from ..recognition.baselines import BASELINES
 from ..recognition.class_models import METHODS, ClassModels, MetaSettings, train_class_models
 from ..recognition.classifier import Classification, auroc_per_class, classify, fit_temperature
-from ..recognition.codes import CodeReconstructor, CodeSettings, adapt_codes, pixel_split, train_code_models
-from ..recognition.images import images_to_tasks, moved_copies
+from ..recognition.few_shot import CodeExperiment, code_draw, pool_and_test
+from ..recognition.images import images_to_tasks
 from ..recognition.pictures import (Calibration, calibration, hidden_maps, plot_confusion, plot_images,
                                     plot_reliability, reconstructions)
 from ..recognition.priors import ClassPriors
@@ -198,14 +198,6 @@ def in_and_out_of_class(result: Classification, labels) -> tuple[np.ndarray, np.
     return losses[own], losses[~own]
 
 
-def pool_and_test(split: Split | None = None) -> tuple[MNIST, MNIST]:
-    """The 400 non-test images per digit (train + validation) and the fixed test split."""
-    split = split or bundled_split()
-    pool = MNIST(torch.cat([split.train.images, split.validation.images]),
-                 torch.cat([split.train.labels, split.validation.labels]))
-    return pool, split.test
-
-
 @dataclass
 class EfficiencyResult:
     sizes: list[int]
@@ -263,25 +255,6 @@ def data_efficiency(method: str, model: MLP, settings: MetaSettings, adaptation:
     return out
 
 
-@dataclass(frozen=True)
-class CodeExperiment:
-    """Code class models (:mod:`backprop2lib.recognition.codes`) as a classifier: the reconstructor, its
-    meta-training, and test-time adaptation (``starts`` starts of ``steps`` steps, the best refined ``refine``
-    steps, on ``points`` of the adapted pixels) with the score on the ``held_fraction`` of pixels held out
-    (+ ``prior_weight`` × the code's penalty). Pixel baselines are also trained on ``augment_copies`` moved
-    copies of each training image, the same moves the class models train on (fair chances)."""
-
-    reconstructor: CodeReconstructor
-    training: CodeSettings
-    starts: int = 8
-    steps: int = 5
-    refine: int = 20
-    points: int | None = 128
-    held_fraction: float = 0.5
-    prior_weight: float = 0.0
-    augment_copies: int = 20
-
-
 @dataclass
 class CodeEfficiency:
     """Test accuracy against training images per digit: the code class models ``[sizes, seeds, draws]``, each
@@ -306,42 +279,21 @@ def code_data_efficiency(experiment: CodeExperiment, sizes: Sequence[int], draws
                          baselines: Mapping[str, Callable] = BASELINES, split: Split | None = None,
                          test_images: int | None = None, device="cpu",
                          progress: Callable | None = None) -> CodeEfficiency:
-    """Draw d of size n takes n images per digit from the pool with seed d (the same images for every classifier);
-    the code class models of every seed train on it in one batch and classify the test images by held-out
-    reconstruction error; each baseline trains on the same images, and again on their moved copies."""
+    """:func:`~backprop2lib.recognition.few_shot.code_draw` for every size and draw: the code class models of
+    every seed and each baseline (plain and on moved copies) on the same images."""
     pool, test = pool_and_test(split)
     if test_images is not None:
         test = test.subset(slice(0, test_images))  # the split is in seeded random order: a mix of digits
     seeds = tuple(seeds)
-    e = experiment
     out = CodeEfficiency(list(sizes), draws, seeds, np.full((len(sizes), len(seeds), draws), np.nan))
-    names = [*baselines, *(f"{name}, moved copies" for name in baselines)]
-    out.baselines = {name: np.full((len(sizes), draws), np.nan) for name in names}
-    out.seconds = {name: 0.0 for name in ["code class models", *names]}
-    test_pixels = test.pixels().to(device)
-    test_labels = test.labels.to(device)
-    masks = pixel_split(len(test_pixels), 1 - e.held_fraction, seed=10_000, device=device)
     for i, n in enumerate(sizes):
         for d in range(draws):
-            train = pool.per_class(n, seed=d)
-            pixels, labels = train.pixels(), train.labels
-            start = time.perf_counter()
-            models = train_code_models(e.reconstructor, [pixels[labels == c].to(device) for c in range(10)],
-                                       e.training, seeds=seeds, progress=False)
-            fit = adapt_codes(models, test_pixels, masks, starts=e.starts, steps=e.steps, refine=e.refine,
-                              points=e.points, generator=torch.Generator().manual_seed(d))
-            out.code[i, :, d] = (fit.predict_per_seed(len(seeds), e.prior_weight) == test_labels.cpu()
-                                 ).double().mean(1).numpy()
-            out.seconds["code class models"] += time.perf_counter() - start
-            moved = moved_copies(pixels, e.augment_copies, e.training.augment_shift, e.training.augment_angle,
-                                 generator=torch.Generator().manual_seed(d))
-            for name, make in baselines.items():
-                for label, x, y in ((name, pixels, labels),
-                                    (f"{name}, moved copies", moved, labels.repeat_interleave(e.augment_copies))):
-                    start = time.perf_counter()
-                    clf = make().fit(x, y)
-                    out.baselines[label][i, d] = float((clf.predict(test_pixels.cpu()) == test.labels.numpy()).mean())
-                    out.seconds[label] += time.perf_counter() - start
+            result = code_draw(experiment, n, d, seeds, baselines, pool=pool, test=test, device=device)
+            out.code[i, :, d] = result.code
+            for name, value in result.baselines.items():
+                out.baselines.setdefault(name, np.full((len(sizes), draws), np.nan))[i, d] = value
+            for name, value in result.seconds.items():
+                out.seconds[name] = out.seconds.get(name, 0.0) + value
             if progress is not None:
                 progress(1)
     return out

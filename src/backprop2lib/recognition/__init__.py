@@ -13,7 +13,9 @@ image is recognised by which class model, adapted to it, reconstructs it best.
 - :mod:`.pictures`: reconstructions, hidden-unit maps, calibration and the chapter's plots;
 - :mod:`.baselines`: ordinary classifiers trained on the same labelled images;
 - :mod:`.codes`: class models that adapt only a small code (CAVIA / functa style), held-out-pixel
-  scoring, many starts then refinement, and coordinate edits for shifted and rotated digits.
+  scoring, many starts then refinement, and coordinate edits for shifted and rotated digits;
+- :mod:`.few_shot`: one draw of a few training images per digit: code class models of several seeds
+  against pixel baselines (plain and on moved copies) on the same images.
 """
 
 from .baselines import BASELINES
