@@ -36,7 +36,7 @@ from ..stats import (Comparison as Verdict, SeedSummary, compare_seeds, permutat
                      rank_correlation, summarise, summarise_seeds, interval_text)
 from ..tables import markdown_table
 from ..tasks import TeacherTasks
-from .scale_comparison import ComparisonSettings
+from .scale_comparison import ComparisonSettings, LearnerSettings
 
 
 EVE, SGD_LS, ADAM = "Eve", "SGD + line search", "Adam (tuned)"
@@ -158,7 +158,7 @@ def _seeded(seed: int) -> torch.Generator:
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(LearnerSettings):
     """Every size, grid and seed of chapter 3.
 
     The ``paper`` profile (and ``full``, the same) meta-trains Eve as backprop2 did: 10 outer
@@ -226,18 +226,6 @@ class Settings:
             n_seeds=p.select(smoke=3, paper=3, full=10),
         )
 
-    def seeds(self, base: int) -> list[int]:
-        """The training seeds of a method whose first seed is ``base``."""
-        return [base + i for i in range(self.n_seeds)]
-
-    @property
-    def comparison(self) -> ComparisonSettings:
-        """The learners' settings in the form the training functions take."""
-        return ComparisonSettings(iterations=self.iterations, outer_iterations=self.outer_iterations,
-                                  tasks_per_iteration=self.tasks_per_iteration, adapt_steps=self.adapt_steps)
-
-    def model(self) -> MLP:
-        return MLP(self.layers, activation=self.activation)
 
 
 # ---------------------------------------------------------------------------------------- sections

@@ -253,8 +253,26 @@ REGULARISED = registry.names("quadratic", "quartic")
 NATIVE, SAME = "native", "same"  # inner loops: each method's own; backprop2's for every learned start
 
 
+class LearnerSettings:
+    """What chapters 2 and 3's ``Settings`` share, mixed into their frozen dataclasses (which hold ``n_seeds``,
+    ``iterations``, ``outer_iterations``, ``tasks_per_iteration``, ``adapt_steps``, ``layers``, ``activation``)."""
+
+    def seeds(self, base: int) -> list[int]:
+        """The training seeds of a run whose first seed is ``base``."""
+        return [base + i for i in range(self.n_seeds)]
+
+    @property
+    def comparison(self) -> ComparisonSettings:
+        """The learners' settings in the form the training functions take (before any strength is chosen)."""
+        return ComparisonSettings(iterations=self.iterations, outer_iterations=self.outer_iterations,
+                                  tasks_per_iteration=self.tasks_per_iteration, adapt_steps=self.adapt_steps)
+
+    def model(self) -> MLP:
+        return MLP(self.layers, activation=self.activation)
+
+
 @dataclass(frozen=True)
-class Settings:
+class Settings(LearnerSettings):
     """Every size, grid and seed of chapter 2.
 
     The ``paper`` profile trains every method for 3 seeds (``full``: 10) at once: the gradient-based
@@ -340,18 +358,6 @@ class Settings:
             tuning_outer_iterations=p.select(smoke=2, paper=3, full=10),
         )
 
-    def seeds(self, base: int) -> list[int]:
-        """The training seeds of a run whose first seed is ``base``."""
-        return [base + i for i in range(self.n_seeds)]
-
-    @property
-    def comparison(self) -> ComparisonSettings:
-        """The learners' settings before the strengths are chosen (the form the training functions take)."""
-        return ComparisonSettings(iterations=self.iterations, outer_iterations=self.outer_iterations,
-                                  tasks_per_iteration=self.tasks_per_iteration, adapt_steps=self.adapt_steps)
-
-    def model(self) -> MLP:
-        return MLP(self.layers, activation=self.activation)
 
 
 def regularisers_figure(*, half_width: float = 2.5, points: int = 501):
