@@ -404,3 +404,24 @@ def test_moved_copies_start_with_the_image_and_stay_within_their_bounds():
     assert len(set(zip(rows, cols))) > 4
     with pytest.raises(ValueError, match="copies"):
         moved_copies(images, 0, 1.0, 1.0)
+
+
+def test_the_budget_curve_validates_every_k_iterations_and_after_the_last():
+    rec = CodeReconstructor(2, hidden=(4,))
+    pixels = [torch.rand(3, 784, dtype=D), torch.rand(3, 784, dtype=D)]
+    seen = []
+
+    def validate(models):
+        assert not models.w.requires_grad  # a detached copy: validation cannot leak into meta-training
+        seen.append(models.w.clone())
+        return float(models.w.abs().sum())
+
+    m = train_code_models(rec, pixels, CodeSettings(iterations=5, meta_batch=2, points=8), validate=validate,
+                          validate_every=2, progress=False)
+    assert [it for it, _ in m.validation] == [2, 4, 5]
+    torch.testing.assert_close(seen[-1], m.w)  # after the last iteration: the returned models
+    assert m.validation[-1][1] == pytest.approx(float(m.w.abs().sum()))
+    plain = train_code_models(rec, pixels, CodeSettings(iterations=5, meta_batch=2, points=8), progress=False)
+    torch.testing.assert_close(plain.w, m.w)  # validating changes nothing
+    with pytest.raises(ValueError, match="give both"):
+        train_code_models(rec, pixels, CodeSettings(iterations=1, meta_batch=2, points=8), validate=validate)

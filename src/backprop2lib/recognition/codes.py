@@ -165,6 +165,7 @@ class CodeClassModels:
     beta: float = 0.01
     seconds: float = 0.0
     history: list = field(default_factory=list)  # (iteration, mean held-out error) during meta-training
+    validation: list = field(default_factory=list)  # (iterations done, the validate callback's value)
 
     @classmethod
     def initial(cls, reconstructor: CodeReconstructor, n_classes: int = N_CLASSES, *, seed: int = 0,
@@ -452,7 +453,7 @@ def meta_loss_on_points(models: CodeClassModels, adapt_y: torch.Tensor, adapt_fe
 
 
 def train_code_models(reconstructor: CodeReconstructor, pixels_by_class: list[torch.Tensor],
-                      settings: CodeSettings = CodeSettings(), *, seeds=None,
+                      settings: CodeSettings = CodeSettings(), *, seeds=None, validate=None, validate_every: int = 0,
                       progress: bool | None = None) -> CodeClassModels:
     """Meta-train one code class model per entry of ``pixels_by_class`` (class c's images ``[M_c, 784]``), all at
     once: each iteration draws ``meta_batch`` images per class and fresh adapt/held-out pixel splits.
@@ -460,9 +461,16 @@ def train_code_models(reconstructor: CodeReconstructor, pixels_by_class: list[to
     ``seeds`` (default: ``settings.seed`` alone) trains one set of class models per seed in the same batch, rows
     seed-major (row ``s·C + c`` is class c under ``seeds[s]``): each seed starts from its own network and draws its
     images, moves and splits from its own generator, and the loss is the sum of the seeds' meta-losses, so every
-    seed's models are the ones it would get alone (up to floating-point summation order)."""
+    seed's models are the ones it would get alone (up to floating-point summation order).
+
+    ``validate(models) -> float`` (e.g. accuracy on validation images), called on a detached copy every
+    ``validate_every`` iterations and after the last, fills ``models.validation``: the budget curve."""
     from ..progress import progress_bar
 
+    if isinstance(validate_every, bool) or not isinstance(validate_every, int) or validate_every < 0:
+        raise ValueError(f"validate_every: expected a non-negative int, got {validate_every!r}")
+    if (validate is None) != (validate_every == 0):
+        raise ValueError("validate, validate_every: give both (a callback and how often) or neither")
     if len(pixels_by_class) < 2:
         raise ValueError(f"pixels_by_class: expected at least two classes, got {len(pixels_by_class)}")
     for c, p in enumerate(pixels_by_class):
@@ -504,6 +512,9 @@ def train_code_models(reconstructor: CodeReconstructor, pixels_by_class: list[to
         loss.backward()
         opt.step()
         models.history.append((it, float(loss.detach()) / S))
+        if validate is not None and ((it + 1) % validate_every == 0 or it + 1 == s.iterations):
+            snapshot = CodeClassModels(reconstructor, *(p.detach().clone() for p in models.parameters()), s.beta)
+            models.validation.append((it + 1, float(validate(snapshot))))
         bar.update(1)
     bar.close()
     for p in models.parameters():
