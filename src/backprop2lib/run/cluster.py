@@ -179,6 +179,7 @@ def open_cluster(options: ClusterOptions, log: Callable[[str], None] = print) ->
     """A connected ``distributed.Client`` for the run (and the cluster it started, closed afterwards)."""
     from distributed import Client
 
+    # set_as_default: distributed.as_completed finds its client through the default, for this run only
     cluster = None
     if options.scheduler is not None:
         try:
