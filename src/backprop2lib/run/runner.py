@@ -9,7 +9,6 @@ untouched; its executed copy and log stay in the log folder for inspection.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import queue
@@ -29,7 +28,7 @@ from backprop2lib.profiles import resolve_profile
 
 from .notebooks import compute_stamp, read_stamp
 from .slots import Slot, available_cores, default_cpu_jobs, detect_gpu_ids, plan_slots, thread_env
-from .tasks import JobResult, NotebookJob, TrainedModelJob, python_command
+from .tasks import JobResult, NotebookJob, TrainedModelJob, file_sha256, python_command
 
 _Job = NotebookJob  # the name the tests and older callers use
 
@@ -41,10 +40,6 @@ WRITES_IN_PLACE = ("paper", "full")  # the profiles whose outputs are committed
 
 def default_notebooks(root: Path) -> list[Path]:
     return sorted((Path(root) / "notebooks").glob(NOTEBOOK_GLOB))
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class _Launcher:
@@ -127,10 +122,7 @@ def _relative(path: Path, root: Path) -> str:
 def update_records(records_path: Path, results: Sequence[JobResult], profile: str, root: Path) -> list[dict]:
     """Merge this run into records.json: one record per (notebook, profile), latest wins,
     so a ``--stale`` run of two notebooks keeps the records of the others."""
-    try:
-        records = json.loads(records_path.read_text())
-    except (OSError, ValueError):
-        records = []
+    records = _read_records(records_path)
     date = datetime.now(timezone.utc).isoformat(timespec="seconds")
     fresh = {}
     for result in results:
@@ -309,7 +301,7 @@ def run_notebooks(
             log_path=log_dir / f"{path.stem}.log",
             executed_path=log_dir / f"{path.stem}.executed.ipynb",
             result_path=log_dir / f"{path.stem}.result.json",
-            input_sha256=_sha256(path),
+            input_sha256=file_sha256(path),
             # Stamp what is about to run, not what the sources are when it finishes.
             stamp=compute_stamp(nb, profile_name, Path(package_root) if package_root else None),
             estimate_s=estimate_seconds(path, profile_name, records, root),

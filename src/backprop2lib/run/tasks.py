@@ -63,7 +63,7 @@ class Remote:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def _sha256_file(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -137,7 +137,7 @@ class NotebookJob:
             result.error_message = verdict.get("error_message")
             return result
         try:
-            if write_back and _sha256_file(self.notebook) != self.input_sha256:
+            if write_back and file_sha256(self.notebook) != self.input_sha256:
                 # Someone edited the notebook while it ran: overwriting would lose the edit.
                 result.error_name = "SourceChanged"
                 result.error_message = f"notebook edited during the run; executed copy kept at {self.executed_path}"
