@@ -11,6 +11,7 @@ from backprop2lib.recognition.classifier import (Classification, auroc_per_class
                                                  fit_temperature)
 from backprop2lib.recognition.priors import ClassPriors
 from backprop2lib.scale import EveRates, InnerLoop, QuadraticRegulariser, QuarticRegulariser, error
+from backprop2lib.scale.adapt import adapt
 
 D = torch.float64
 MODEL = MLP((2, 6, 1), activation="gaussian")
@@ -260,6 +261,62 @@ def test_line_search_adaptation_batched_equals_one_at_a_time(method):
     for name in ("losses", "initial_losses", "probabilities"):
         torch.testing.assert_close(getattr(fast, name), getattr(slow, name), rtol=1e-9, atol=1e-12)
     assert bool((fast.losses < fast.initial_losses).all())
+
+
+def _masks(N, M, k, seed):
+    g = gen(seed)
+    order = torch.rand(N, M, generator=g).argsort(1)
+    return torch.zeros(N, M, dtype=torch.bool).scatter_(1, order[:, :k], True)
+
+
+@pytest.mark.parametrize("method", ["initialisation", "quadratic", "eve", "rates"])
+@pytest.mark.parametrize("per_image_grid", [False, True])
+def test_held_out_scoring_batched_equals_one_at_a_time(method, per_image_grid):
+    priors = _priors(method, C=3, seed=11, strength=0.05, decay=0.3)
+    x, y = _random_images(5, 5, seed=12)
+    x = x.expand(5, -1, -1) if per_image_grid else x
+    masks = _masks(5, 25, 13, seed=13)
+    kw = dict(steps=4, lr=0.2, temperature=0.05, adapt_masks=masks)
+    fast = classify(MODEL, priors, x, y, chunk=2, **kw)
+    slow = classify_one_at_a_time(MODEL, priors, x, y, **kw)
+    for name in ("losses", "initial_losses", "probabilities"):
+        torch.testing.assert_close(getattr(fast, name), getattr(slow, name), rtol=1e-10, atol=1e-13)
+    assert torch.equal(fast.predicted, slow.predicted)
+
+
+def test_held_out_scoring_adapts_on_one_part_and_scores_the_other():
+    # obvious construction: adapt on the masked pixels alone (the plain classify on a cut image), then the error of
+    # those adapted parameters on the other pixels
+    priors = _priors("quadratic", C=2, seed=14, strength=0.05)
+    x, y = _random_images(3, 4, seed=15)
+    masks = _masks(3, 16, 6, seed=16)
+    held = classify(MODEL, priors, x, y, steps=3, lr=0.2, adapt_masks=masks)
+    for i in range(3):
+        part = classify(MODEL, priors, x[masks[i]], y[i:i + 1, masks[i]], steps=3, lr=0.2)
+        for c in range(2):
+            start, reg, rates = priors.one_class(c)
+            res = adapt(MODEL, start, x[masks[i]][None], y[i:i + 1, masks[i]], loop=InnerLoop(max_steps=3, lr=0.2),
+                        regulariser=reg, rates=rates)
+            torch.testing.assert_close(res.error_after[0], part.losses[0, c])  # the adaptation sees only its part
+            expected = error(MODEL, res.params, x[~masks[i]][None], y[i:i + 1, ~masks[i]])[0]
+            torch.testing.assert_close(held.losses[i, c], expected, rtol=1e-10, atol=1e-13)
+    # scoring on held-out pixels is not scoring on the adapted ones
+    assert not torch.allclose(held.losses, classify(MODEL, priors, x, y, steps=3, lr=0.2).losses)
+
+
+def test_held_out_masks_are_checked():
+    priors = _priors("quadratic", C=2)
+    x, y = _random_images(3, 4, seed=17)
+    kw = dict(steps=2, lr=0.1)
+    uneven = _masks(3, 16, 6, seed=18)
+    uneven[0, ~uneven[0]] = torch.tensor([True] + [False] * 9)
+    for bad, match in ((torch.ones(3, 16, dtype=torch.bool), "at least one adapted and one held out"),
+                       (uneven, "same number of adapted pixels"),
+                       (_masks(3, 16, 6, seed=18).float(), "bool tensor"),
+                       (_masks(2, 16, 6, seed=18), r"\[3, 16\]")):
+        for run in (classify, classify_one_at_a_time):
+            with pytest.raises(ValueError, match=f"adapt_masks: .*{match}"):
+                run(MODEL, priors, x, y, adapt_masks=bad, **kw)
 
 
 def test_per_image_coordinates_give_the_same_as_one_grid():

@@ -14,6 +14,10 @@ the two separates classes better is measured, not assumed, in chapter 5.
 The temperature turns errors into calibrated probabilities; :func:`fit_temperature` sets it
 on validation images, never on the test images it is then applied to.
 
+Held-out-pixel scoring (``adapt_masks``): each class model adapts on a subset of an image's pixels
+and is scored on the rest. A class model that can fit anything then no longer wins by memorising
+the pixels it is scored on; how large the held-out part is becomes a knob of the trade-off map.
+
 :func:`classify` adapts all C class models to a chunk of images in one batched call
 (``C x chunk`` tasks; the Python loop runs over chunks and steps, never over classes or
 images). :func:`classify_one_at_a_time` does the same with a loop over images and classes and the
@@ -36,6 +40,7 @@ from scipy.stats import rankdata
 from ..models.mlp import MLP
 from ..optim.errors import DivergenceError
 from ..scale.adapt import InnerLoop, adapt
+from ..scale.objective import error
 from .priors import ClassPriors
 
 __all__ = ["Classification", "auroc_per_class", "classify", "classify_one_at_a_time", "fit_temperature"]
@@ -85,7 +90,7 @@ class Classification:
     softmax(−losses / temperature) over classes.
     """
 
-    losses: torch.Tensor  # adapted reconstruction error, regulariser excluded [N, C]
+    losses: torch.Tensor  # adapted reconstruction error (on the held-out pixels, if any), regulariser excluded [N, C]
     initial_losses: torch.Tensor  # the same at the class's start μ_c [N, C]
     predicted: torch.Tensor  # argmin_c losses, long [N]
     probabilities: torch.Tensor  # [N, C], rows sum to 1
@@ -162,6 +167,34 @@ def _check_inputs(model: MLP, priors: ClassPriors, images_x: torch.Tensor, image
     return priors, InnerLoop(max_steps=steps, lr=None if lr is None else float(lr)), _check_temperature(temperature)
 
 
+def _split_pixels(adapt_masks, images_x: torch.Tensor, images_y: torch.Tensor):
+    """Per image, the pixels adapted on and the pixels held out: ``(x_a, y_a, x_h, y_h)``, each ``[N, k or M - k,
+    ·]``; None if ``adapt_masks`` is None (adapt on and score every pixel)."""
+    if adapt_masks is None:
+        return None
+    N, M = images_y.shape[:2]
+    if not isinstance(adapt_masks, torch.Tensor) or adapt_masks.dtype != torch.bool \
+            or tuple(adapt_masks.shape) != (N, M):
+        got = (f"{adapt_masks.dtype} {tuple(adapt_masks.shape)}" if isinstance(adapt_masks, torch.Tensor)
+               else type(adapt_masks).__name__)
+        raise ValueError(f"adapt_masks: expected a bool tensor [{N}, {M}] (True on the pixels adapted on), got {got}")
+    counts = adapt_masks.sum(1)
+    k = int(counts[0])
+    if bool((counts != k).any()) or not 0 < k < M:
+        raise ValueError(f"adapt_masks: expected the same number of adapted pixels in every image, at least one "
+                         f"adapted and one held out; got between {int(counts.min())} and {int(counts.max())} of {M}")
+    masks = adapt_masks.to(images_y.device)
+    # adapted pixels first, each part in pixel order
+    order = (~masks).to(torch.int8).argsort(dim=1, stable=True)
+    x = images_x.expand(N, M, images_x.shape[-1]) if images_x.dim() == 2 else images_x
+
+    def take(t, idx):
+        return t.gather(1, idx[..., None].expand(-1, -1, t.shape[-1]))
+
+    a, h = order[:, :k], order[:, k:]
+    return take(x, a), take(images_y, a), take(x, h), take(images_y, h)
+
+
 def _check_finite(losses: torch.Tensor, first_image: int, priors: ClassPriors, lr: float) -> None:
     """DivergenceError naming the first (image, class) pairs whose adaptation blew up."""
     bad = ~torch.isfinite(losses)
@@ -182,38 +215,53 @@ def _finish(losses, initial, temperature: float, names, penalties=None) -> Class
 
 
 def classify(model: MLP, priors: ClassPriors, images_x: torch.Tensor, images_y: torch.Tensor, *, steps: int,
-             lr: float, temperature: float = 1.0, chunk: int = 256,
+             lr: float, temperature: float = 1.0, chunk: int = 256, adapt_masks: torch.Tensor | None = None,
              generator: torch.Generator | None = None) -> Classification:
     """Adapt every class model to every image and pick the best reconstruction.
 
     ``images_x``: pixel coordinates, one grid ``[M, d]`` or ``[N, M, d]``; ``images_y``: targets
-    ``[N, M, o]``. ``chunk`` images are adapted at once (``C x chunk`` tasks), which bounds
+    ``[N, M, o]``. ``adapt_masks`` ``[N, M]`` (True on the pixels adapted on, the same number in every
+    image, e.g. ``codes.pixel_split``): adapt on those and score on the rest; None: adapt on and score
+    every pixel. ``chunk`` images are adapted at once (``C x chunk`` tasks), which bounds
     memory at about ``C * chunk * M * hidden`` activations per layer. The priors are moved to
     the images' device and dtype. A NaN or inf adapted error raises DivergenceError naming
     the first (image, class) pairs: a diverged class model must not silently lose (or win).
     ``generator`` goes to ``adapt``; with full-batch steps nothing is random.
     """
     priors, loop, temperature = _check_inputs(model, priors, images_x, images_y, steps, lr, temperature, chunk)
+    split = _split_pixels(adapt_masks, images_x, images_y)
+    if split is not None:  # adapt on the first part, score on the second
+        images_x, images_y, held_x, held_y = split
     N, M, o = images_y.shape
     C, device = priors.n_classes, images_y.device
     losses = torch.empty(N, C, dtype=images_y.dtype, device=device)
     initial = torch.empty_like(losses)
     penalties = None if priors.method in ("initialisation", "eve", "rates") else torch.empty_like(losses)
+
+    def per_task(t, i0, i1):  # images [N, m, ·] -> tasks [n·C, m, ·], task i·C + c: image i0 + i, class c
+        n = i1 - i0
+        return t[i0:i1, None].expand(n, C, *t.shape[1:]).reshape(n * C, *t.shape[1:])
+
     with torch.no_grad():
         for i0 in range(0, N, chunk):
             i1 = min(i0 + chunk, N)
             n = i1 - i0
-            # task t = i * C + c: image i0 + i seen by class model c
             start, regulariser, rates = priors.rows(torch.arange(C, device=device).repeat(n))
             if images_x.dim() == 2:
                 x = images_x.expand(n * C, M, images_x.shape[-1])
             else:
-                x = images_x[i0:i1, None].expand(n, C, M, images_x.shape[-1]).reshape(n * C, M, -1)
-            y = images_y[i0:i1, None].expand(n, C, M, o).reshape(n * C, M, o)
+                x = per_task(images_x, i0, i1)
+            y = per_task(images_y, i0, i1)
             res = adapt(model, start, x, y, loop=loop, regulariser=regulariser, rates=rates, generator=generator)
-            _check_finite(res.error_after.reshape(n, C), i0, priors, loop.lr)
-            losses[i0:i1] = res.error_after.reshape(n, C)
-            initial[i0:i1] = res.error_before.reshape(n, C)
+            if split is None:
+                after, before = res.error_after, res.error_before
+            else:
+                hx, hy = per_task(held_x, i0, i1), per_task(held_y, i0, i1)
+                after = error(model, res.params, hx, hy, check=False)
+                before = error(model, start.expand(n * C, -1) if start.dim() == 1 else start, hx, hy, check=False)
+            _check_finite(after.reshape(n, C), i0, priors, loop.lr)
+            losses[i0:i1] = after.reshape(n, C)
+            initial[i0:i1] = before.reshape(n, C)
             if penalties is not None:
                 penalties[i0:i1] = regulariser.value_and_grad(res.params)[0].reshape(n, C)
     return _finish(losses, initial, temperature, priors.names, penalties)
@@ -221,24 +269,29 @@ def classify(model: MLP, priors: ClassPriors, images_x: torch.Tensor, images_y: 
 
 def classify_one_at_a_time(model: MLP, priors: ClassPriors, images_x: torch.Tensor, images_y: torch.Tensor, *,
                            steps: int, lr: float, temperature: float = 1.0, chunk: int = 256,
+                           adapt_masks: torch.Tensor | None = None,
                            generator: torch.Generator | None = None) -> Classification:
     """:func:`classify` with a Python loop over images and classes and ``priors.one_class`` (the reference).
 
-    ``chunk`` is accepted for the same signature and ignored.
+    ``chunk`` is accepted for the same signature and ignored; held-out pixels are picked by boolean indexing.
     """
     priors, loop, temperature = _check_inputs(model, priors, images_x, images_y, steps, lr, temperature, chunk)
+    _split_pixels(adapt_masks, images_x, images_y)  # the same checks as classify
     N, C = images_y.shape[0], priors.n_classes
     losses = torch.empty(N, C, dtype=images_y.dtype, device=images_y.device)
     initial = torch.empty_like(losses)
     penalties = None if priors.method in ("initialisation", "eve", "rates") else torch.empty_like(losses)
     with torch.no_grad():
         for i in range(N):
-            x = images_x if images_x.dim() == 2 else images_x[i]
+            x, y = (images_x if images_x.dim() == 2 else images_x[i]), images_y[i]
+            keep = torch.ones(y.shape[0], dtype=torch.bool) if adapt_masks is None else adapt_masks[i].cpu()
+            score = keep if adapt_masks is None else ~keep
             for c in range(C):
                 start, regulariser, rates = priors.one_class(c)
-                res = adapt(model, start, x[None], images_y[i:i + 1], loop=loop, regulariser=regulariser,
+                res = adapt(model, start, x[keep][None], y[keep][None], loop=loop, regulariser=regulariser,
                             rates=rates, generator=generator)
-                losses[i, c], initial[i, c] = res.error_after[0], res.error_before[0]
+                losses[i, c] = error(model, res.params, x[score][None], y[score][None])[0]
+                initial[i, c] = error(model, start[None], x[score][None], y[score][None])[0]
                 if penalties is not None:
                     penalties[i, c] = regulariser.value_and_grad(res.params)[0][0]
             _check_finite(losses[i:i + 1], i, priors, loop.lr)
