@@ -7,9 +7,7 @@ import pytest
 import torch
 
 from backprop2lib.data.mnist import bundled_split
-from backprop2lib.experiments.recognition import (KNOBS, Adaptation, best_setting, data_efficiency, default_adaptation,
-                                                  in_and_out_of_class, pool_and_test, run_setting, stable_priors,
-                                                  sweep)
+from backprop2lib.experiments.recognition import KNOBS, Adaptation, data_efficiency, pool_and_test, run_setting
 from backprop2lib.meta.adapt import from_mse_lr, sgd_adapt
 from backprop2lib.models.mlp import MLP
 from backprop2lib.recognition.baselines import NearestClassMean
@@ -55,62 +53,6 @@ def test_class_model_training_rejects_bad_arguments(few):
         train_class_models("reptile", MODEL, few.subset(few.labels != 7), TINY)
     with pytest.raises(ValueError, match="support"):
         MetaSettings(support=784)
-
-
-def _priors(method, spread_value, strength):
-    mean = torch.zeros(2, 3, dtype=torch.float64)
-    spread = torch.full_like(mean, spread_value)
-    return ClassPriors(method, mean, spread, strength=strength)
-
-
-@pytest.mark.parametrize("lr", [0.1, 1.0, 10.0])
-def test_stable_priors_make_one_regulariser_step_contract(lr):
-    w = torch.tensor([[0.5, -2.0, 3.0]] * 2, dtype=torch.float64)
-    quad = stable_priors(_priors("quadratic", 1e-6, 0.5), lr)
-    _, reg, _ = quad.rows(torch.arange(2))
-    step = w - lr * reg.value_and_grad(w)[1]
-    assert bool((step.abs() <= w.abs() + 1e-12).all())  # never overshoots μ = 0 by more than it started
-    quartic = stable_priors(_priors("quartic", 1e6, 0.5), lr)
-    a = quartic.spread
-    assert bool((8 * lr * 0.5 * a <= 1 + 1e-12).all())
-    # loose priors are left as they are
-    loose = _priors("quadratic", 100.0, 1e-3)
-    assert torch.equal(stable_priors(loose, 0.1).spread, loose.spread)
-
-
-def test_sweep_over_steps_and_the_best_setting(split, few):
-    models = train_class_models("reptile", MODEL, few, TINY)
-    images = split.validation.per_class(2, seed=0)
-    settings = sweep(MODEL, models, images, Adaptation(lr=0.5), [0, 3])
-    assert [s.value for s in settings] == [0, 3] and all(s.knob == "steps" for s in settings)
-    zero = settings[0].result
-    torch.testing.assert_close(zero.losses, zero.initial_losses)  # 0 steps: the start's reconstruction
-    assert not torch.allclose(settings[1].result.losses, zero.losses)
-    labels = images.labels.numpy()
-    assert settings[0].accuracy == pytest.approx(float((zero.losses.argmin(1).numpy() == labels).mean()))
-    own, other = in_and_out_of_class(zero, labels)
-    assert own.shape == (20,) and other.shape == (180,)
-    assert own.sum() + other.sum() == pytest.approx(float(zero.losses.sum()), rel=1e-6)
-    best = best_setting(settings)
-    assert best.accuracy == max(s.accuracy for s in settings)
-
-
-def test_a_diverging_setting_is_recorded_not_raised(split, few):
-    models = train_class_models("reptile", MODEL, few, TINY)
-    s = run_setting(MODEL, models.priors, split.validation.per_class(1, seed=0), Adaptation(steps=30, lr=1e6))
-    assert s.diverged and math.isnan(s.accuracy) and s.result is None
-    with pytest.raises(ValueError, match="every setting diverged"):
-        best_setting([s])
-
-
-def test_the_objective_score_adds_the_penalty(split, few):
-    models = train_class_models("quadratic", MODEL, few, TINY)
-    images = split.validation.per_class(1, seed=0)
-    rec = run_setting(MODEL, models.priors, images, Adaptation(steps=2, lr=0.3))
-    obj = run_setting(MODEL, models.priors, images, Adaptation(steps=2, lr=0.3, score="objective"))
-    torch.testing.assert_close(obj.result.losses, rec.result.losses + rec.result.penalties)
-    with pytest.raises(ValueError, match="score"):
-        Adaptation(score="likelihood")
 
 
 def test_data_efficiency_uses_a_fixed_test_split_and_the_same_draws_for_every_classifier(split):
@@ -208,16 +150,6 @@ def test_reconstructing_an_images_own_pixels_round_trips():
     torch.testing.assert_close(pic[:, 0], torch.linspace(1, -1, 28, dtype=torch.float64))
 
 
-def test_default_adaptation_is_the_fixed_step_or_the_line_search():
-    s = MetaSettings(inner_steps=7, inner_lr=0.2)
-    assert default_adaptation("maml", s) == Adaptation(steps=7, lr=0.2)
-    assert default_adaptation("reptile", s).lr == 0.2 and default_adaptation("scale_gradient", s).lr == 0.2
-    for method in ("quadratic", "quartic", "eve"):
-        assert default_adaptation(method, s) == Adaptation(steps=7, lr=None)  # backprop2's line search
-    with pytest.raises(ValueError, match="method"):
-        default_adaptation("bayes", s)
-
-
 def test_reptile_and_maml_meta_train_with_the_published_step_converted_to_e(few):
     """The chapter's runs passed inner_lr = 0.3 to Reptile and MAML when it was a step on the MSE:
     0.6 on E, bit for bit the same step (the classification-time adaptation keeps inner_lr on E)."""
@@ -270,16 +202,6 @@ def test_settings_follow_the_profile_and_reject_bad_values():
         dataclasses.replace(paper, collage_digit=10)
 
 
-def test_apply_knob_sets_the_steps_or_the_priors():
-    priors, adaptation = _priors("quadratic", 1.0, 0.5), Adaptation(steps=5, lr=0.3)
-    p, a = chapter.apply_knob(priors, adaptation, "steps", 2.0)
-    assert p is priors and a.steps == 2 and isinstance(a.steps, int) and a.lr == 0.3
-    p, a = chapter.apply_knob(priors, adaptation, "strength", 10)
-    assert p.strength == 10.0 and a == adaptation
-    with pytest.raises(ValueError, match="knob"):
-        chapter.apply_knob(priors, adaptation, "width", 1)
-
-
 TINY_CHAPTER = dataclasses.replace(
     chapter.Settings.for_profile("smoke"), hidden=(4,), meta_iterations=2, outer_iterations=2, tasks_per_iteration=3,
     sweep_images=1, steps_values=(0, 2), strength_values=(0.0, 1.0), decay_values=(0.0, 1.0), sizes=(2,), draws=1,
@@ -293,7 +215,7 @@ def chapter_results():
 
 def test_the_chapter_chooses_on_validation_and_applies_the_choice_on_test(chapter_results):
     r = chapter_results
-    assert set(r.tradeoff.sweeps) == set(KNOBS) and len(r.tradeoff.images) == 10
+    assert set(r.tradeoff.sweeps) == set(chapter.COMPARED) and len(r.tradeoff.images) == 10
     for method, settings in r.tradeoff.sweeps.items():
         assert [s.value for s in settings] == list(TINY_CHAPTER.knob_values(KNOBS[method]))
         chosen = r.tradeoff.chosen[method]
@@ -322,7 +244,7 @@ def test_the_chapter_tables_and_texts_cover_every_method(chapter_results):
     r = chapter_results
     for table in (chapter.training_table(r.training), chapter.separation_table(r.tradeoff),
                   chapter.held_out_table(r.test, r.tradeoff)):
-        assert all(f"| {m} |" in table for m in KNOBS)
+        assert all(f"| {m} |" in table for m in chapter.COMPARED)
     assert chapter.sweep_table(r.tradeoff).count("\n") == 1 + sum(len(s) for s in r.tradeoff.sweeps.values())
     assert chapter.summary_text(r).startswith(f"best method: {r.tradeoff.best_method} ")
     assert "translation" in chapter.edits_text(r.edits) and "temperature" in chapter.calibration_text(r.calibration)

@@ -46,71 +46,13 @@ from ..recognition.images import images_to_tasks
 from ..recognition.pictures import (Calibration, calibration, hidden_maps, plot_confusion, plot_images,
                                     plot_reliability, reconstructions)
 from ..recognition.priors import ClassPriors
+from ..recognition.tuning import (KNOBS, SCORES, Adaptation, Setting, apply_knob, best_setting,
+                                  default_adaptation, run_setting, separation, stable_priors, sweep)
 from ..scale.adapt import InnerLoop, adapt
 from ..stats import Comparison as Verdict, compare_seeds, mean_and_ci, wilson_interval
 from ..tables import markdown_table
 
-KNOBS = {"reptile": "steps", "maml": "steps", "quadratic": "strength", "quartic": "strength",
-         "scale_gradient": "strength", "eve": "decay"}
-"""The one hyper-parameter each method's trade-off is swept along; its keys are the methods this chapter
-compares today (``recognition.class_models.METHODS`` also trains first-order MAML, Meta-SGD and the
-mean-only learner, which the chapter's rewrite adds with a budget sized for them)."""
-COMPARED = tuple(KNOBS)
-
-SCORES = ("reconstruction", "objective")
-
-
-@dataclass(frozen=True)
-class Adaptation:
-    """How the class models adapt to an image when classifying it, and how they are compared."""
-
-    steps: int = 10
-    lr: float | None = None  # None: backprop2's line search, one step size per (image, class model)
-    score: str = "reconstruction"  # "objective": error plus the prior's penalty (see Classification.by_objective)
-
-    def __post_init__(self) -> None:
-        if self.score not in SCORES:
-            raise ValueError(f"score: unknown {self.score!r}; valid: {', '.join(SCORES)}")
-
-    def with_(self, **changes) -> "Adaptation":
-        return replace(self, **changes)
-
-
-def default_adaptation(method: str, settings: MetaSettings) -> Adaptation:
-    """Adapt as the method was meta-trained: Reptile, MAML and the scale-gradient learner with the
-    fixed step ``settings.inner_lr`` (on E), backprop2's learners (quadratic, quartic, Eve) with its
-    line search; the number of steps is the meta-training inner loop's. Reptile and MAML meta-train
-    with ``settings.maml_inner_lr``, twice this step in the chapter's settings (see MetaSettings)."""
-    if method not in KNOBS:
-        raise ValueError(f"method: unknown {method!r}; valid: {', '.join(KNOBS)}")
-    fixed = method in ("reptile", "maml", "scale_gradient")
-    return Adaptation(steps=settings.inner_steps, lr=settings.inner_lr if fixed else None)
-
-
-def apply_knob(priors: ClassPriors, adaptation: Adaptation, knob: str, value: float) -> tuple[ClassPriors, Adaptation]:
-    """The priors and adaptation with ``knob`` set to ``value``: ``steps`` sets the adaptation's number
-    of steps, ``strength`` (the regulariser's c) and ``decay`` (Eve's κ) set the priors'."""
-    if knob == "steps":
-        return priors, adaptation.with_(steps=int(value))
-    if knob in ("strength", "decay"):
-        return priors.with_(**{knob: float(value)}), adaptation
-    raise ValueError(f"knob: unknown {knob!r}; valid: steps, strength, decay")
-
-
-def stable_priors(priors: ClassPriors, lr: float | None) -> ClassPriors:
-    """Bound each prior's curvature so that a fixed step of size ``lr`` cannot blow up on the prior alone.
-
-    Quadratic: the step multiplies w − μ by 1 − 2·lr·c/σ², so σ² >= 2·lr·c (at the bound one step
-    lands on μ). Quartic: the curvature at its minima is 8·c·a, so a <= 1/(8·lr·c). Without this a
-    strong regulariser would diverge rather than pull, and the sweep would measure the step size.
-    """
-    c = priors.strength
-    if lr is None or priors.spread is None or c == 0 or priors.method == "eve":  # None: the line search guards
-        return priors
-    if priors.method == "quadratic":
-        return priors.with_(spread=priors.spread.clamp_min(2 * lr * c))
-    return priors.with_(spread=priors.spread.clamp_max(1 / (8 * lr * c)))
-
+COMPARED = ("reptile", "maml", "quadratic", "quartic", "scale_gradient", "eve")
 
 def adapt_class_model(model: MLP, priors: ClassPriors, adaptation: Adaptation, images: MNIST, digit: int, *,
                       device="cpu") -> torch.Tensor:
@@ -123,70 +65,6 @@ def adapt_class_model(model: MLP, priors: ClassPriors, adaptation: Adaptation, i
     with torch.no_grad():
         return adapt(model, start, x, y, loop=InnerLoop(max_steps=adaptation.steps, lr=adaptation.lr),
                      regulariser=regulariser, rates=rates).params
-
-
-@dataclass
-class Setting:
-    """One point of a sweep: the knob's value and what classifying with it gave."""
-
-    knob: str
-    value: float
-    accuracy: float
-    auroc: np.ndarray  # per class [C]
-    result: Classification | None  # None if adaptation diverged
-    seconds: float
-    diverged: bool = False
-
-    @property
-    def mean_auroc(self) -> float:
-        return float(np.nanmean(self.auroc)) if not self.diverged else math.nan
-
-
-def run_setting(model: MLP, priors: ClassPriors, images: MNIST, adaptation: Adaptation, *, knob: str = "",
-                value: float = math.nan, chunk: int = 256, device="cpu") -> Setting:
-    """Classify ``images`` with ``priors`` adapted as ``adaptation`` says; divergence is recorded, not raised."""
-    x, y = images_to_tasks(images, device=device, dtype=priors.mean.dtype)
-    start = time.perf_counter()
-    try:
-        res = classify(model, stable_priors(priors, adaptation.lr), x[0], y, steps=adaptation.steps,
-                       lr=adaptation.lr, chunk=chunk)
-    except DivergenceError:
-        return Setting(knob, value, math.nan, np.full(priors.n_classes, np.nan), None,
-                       time.perf_counter() - start, diverged=True)
-    if adaptation.score == "objective":
-        res = res.by_objective()
-    labels = images.labels.cpu().numpy()
-    return Setting(knob, value, res.accuracy(labels), separation(res, labels), res, time.perf_counter() - start)
-
-
-def separation(result: Classification, labels) -> np.ndarray:
-    """Per class, the AUROC of its model's loss *relative to the image's mean loss over all classes*.
-
-    Raw losses mostly say how hard an image is to draw (a thick 8 is hard for every model), so
-    each image's losses are centred first: the score asks whether class c's model fits this
-    image better than the models fit it on average, the same comparison the classifier makes.
-    """
-    losses = result.losses
-    return auroc_per_class(losses - losses.mean(1, keepdim=True), labels)
-
-
-def sweep(model: MLP, models: ClassModels, images: MNIST, adaptation: Adaptation, values: Sequence[float], *,
-          knob: str | None = None, chunk: int = 256, device="cpu") -> list[Setting]:
-    """Classify ``images`` at every value of the method's knob (``KNOBS``, or ``knob``)."""
-    knob = knob or KNOBS[models.method]
-    out = []
-    for v in values:
-        priors, adapt = apply_knob(models.priors, adaptation, knob, v)
-        out.append(run_setting(model, priors, images, adapt, knob=knob, value=v, chunk=chunk, device=device))
-    return out
-
-
-def best_setting(settings: Sequence[Setting]) -> Setting:
-    """The highest validation accuracy; ties go to the earlier (smaller) knob value."""
-    ok = [s for s in settings if not s.diverged]
-    if not ok:
-        raise ValueError("settings: every setting diverged")
-    return max(ok, key=lambda s: (s.accuracy, -settings.index(s)))
 
 
 def in_and_out_of_class(result: Classification, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -425,7 +303,7 @@ class TradeOff:
 def tradeoff_map(settings: Settings, training: Training, *, device: torch.device | str = "cpu") -> TradeOff:
     model, images = settings.model(), settings.split().validation.per_class(settings.sweep_images,
                                                                              seed=settings.sweep_seed)
-    sweeps = {method: sweep(model, cm, images, default_adaptation(method, settings.meta),
+    sweeps = {method: sweep(model, cm.priors, method, images, default_adaptation(method, settings.meta),
                             settings.knob_values(KNOBS[method]), chunk=settings.chunk, device=device)
               for method, cm in training.class_models.items()}
     chosen = {m: best_setting(s) for m, s in sweeps.items()}
