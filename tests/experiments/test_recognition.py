@@ -57,8 +57,8 @@ def test_class_model_training_rejects_bad_arguments(few):
 
 def test_data_efficiency_uses_a_fixed_test_split_and_the_same_draws_for_every_classifier(split):
     pool, test = pool_and_test(split)
-    assert len(pool) == 4000 and len(test) == 1000
-    assert set(pool.class_counts().tolist()) == {400}
+    assert len(pool) == 3000 and len(test) == 1000  # draws come from the train split only
+    assert set(pool.class_counts().tolist()) == {300}
     out = data_efficiency("reptile", MODEL, TINY, Adaptation(steps=1, lr=0.3), None, [1, 2], 2,
                           baselines={"nearest class mean": NearestClassMean}, split=split)
     assert set(out.accuracy) == {"reptile", "nearest class mean"}

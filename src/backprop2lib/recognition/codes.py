@@ -463,8 +463,9 @@ def train_code_models(reconstructor: CodeReconstructor, pixels_by_class: list[to
     images, moves and splits from its own generator, and the loss is the sum of the seeds' meta-losses, so every
     seed's models are the ones it would get alone (up to floating-point summation order).
 
-    ``validate(models) -> float`` (e.g. accuracy on validation images), called on a detached copy every
-    ``validate_every`` iterations and after the last, fills ``models.validation``: the budget curve."""
+    ``validate(models) -> float`` (e.g. accuracy on validation images) or a list (one per seed), called on a
+    detached copy every ``validate_every`` iterations and after the last, fills ``models.validation``: the budget
+    curve."""
     from ..progress import progress_bar
 
     if isinstance(validate_every, bool) or not isinstance(validate_every, int) or validate_every < 0:
@@ -514,7 +515,9 @@ def train_code_models(reconstructor: CodeReconstructor, pixels_by_class: list[to
         models.history.append((it, float(loss.detach()) / S))
         if validate is not None and ((it + 1) % validate_every == 0 or it + 1 == s.iterations):
             snapshot = CodeClassModels(reconstructor, *(p.detach().clone() for p in models.parameters()), s.beta)
-            models.validation.append((it + 1, float(validate(snapshot))))
+            value = validate(snapshot)  # a number, or one per seed
+            models.validation.append((it + 1, float(value) if isinstance(value, (int, float)) else
+                                      [float(v) for v in value]))
         bar.update(1)
     bar.close()
     for p in models.parameters():
