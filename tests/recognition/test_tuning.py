@@ -175,3 +175,24 @@ def test_trajectory_steps_one_at_a_time_like_adapt(split, few):
     torch.testing.assert_close(errors[-1], whole.error_after, rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="digit"):
         trajectory(MODEL, models.priors, images, 10, lr=0.3, steps=1)
+
+
+def test_a_meta_training_that_diverges_is_counted_not_fatal(split, few, monkeypatch):
+    import backprop2lib.recognition.tuning as tuning
+    from backprop2lib.optim.errors import DivergenceError
+    real = tuning.train_class_models
+
+    def flaky(method, model, data, settings, *, seed, device):
+        if seed == 1:
+            raise DivergenceError("inner loop blew up")
+        return real(method, model, data, settings, seed=seed, device=device)
+
+    monkeypatch.setattr(tuning, "train_class_models", flaky)
+    validation = split.validation.per_class(1, seed=0)
+    m, priors = tune_and_test("reptile", MODEL, few, validation, validation, meta=TINY, budgets=(4,), seeds=(0, 1),
+                              knob_values=(0, 1))
+    assert priors[1] is None and priors[0] is not None
+    assert np.isnan(m.validation[1]).all() and np.isfinite(m.validation[0]).all()
+    assert math.isnan(m.test[1]) and math.isnan(m.chosen[1][0])
+    assert m.failures == ["seed 1, 4 images: inner loop blew up"]
+    assert MethodMap.from_record(m.to_record()).failures == m.failures

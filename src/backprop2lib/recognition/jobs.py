@@ -72,12 +72,17 @@ def _tune(c: dict, train_images, device):
     m, priors = tune_and_test(c["method"], model, train_images, validation, test, meta=MetaSettings(**c["meta"]),
                               budgets=c["budgets"], seeds=c["seeds"], knob_values=c["knob_values"],
                               held_fractions=c["held_fractions"], chunk=c.get("chunk", 16), device=device)
-    state = {"mean": torch.stack([p.mean for p in priors]).detach().cpu()}
-    if priors[0].spread is not None:
-        state["spread"] = torch.stack([p.spread for p in priors]).detach().cpu()
-    record = {"map": m.to_record(), "priors": {"method": priors[0].method, "strength": priors[0].strength,
-                                               "decay": priors[0].decay},
-              "seconds": float(m.seconds.sum())}
+    # seeds whose meta-training diverged have no priors: NaN rows, named in the map's failures
+    ok = next((p for p in priors if p is not None), None)
+    state, record = {}, {"map": m.to_record(), "seconds": float(m.seconds.sum()), "priors": None}
+    if ok is not None:
+        def stacked(name):
+            return torch.stack([getattr(p, name) if p is not None else torch.full_like(getattr(ok, name), float("nan"))
+                                for p in priors]).detach().cpu()
+        state["mean"] = stacked("mean")
+        if ok.spread is not None:
+            state["spread"] = stacked("spread")
+        record["priors"] = {"method": ok.method, "strength": ok.strength, "decay": ok.decay}
     return state, record
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -211,6 +211,7 @@ class MethodMap:
     seconds: np.ndarray
     chosen: list[tuple[float, float]]
     test: np.ndarray
+    failures: list[str] = field(default_factory=list)  # meta-trainings that diverged: (seed, budget) and why
 
     @property
     def diverged(self) -> int:
@@ -230,7 +231,7 @@ class MethodMap:
                 "knob_values": list(self.knob_values), "held_fractions": list(self.held_fractions),
                 "shape": list(self.validation.shape), "validation": floats(self.validation),
                 "auroc": floats(self.auroc), "seconds": floats(self.seconds),
-                "chosen": [list(c) for c in self.chosen], "test": floats(self.test)}
+                "chosen": [list(c) for c in self.chosen], "test": floats(self.test), "failures": list(self.failures)}
 
     @classmethod
     def from_record(cls, record: dict) -> "MethodMap":
@@ -240,7 +241,8 @@ class MethodMap:
         return cls(record["method"], record["knob"], tuple(record["budgets"]), tuple(record["seeds"]),
                    tuple(record["knob_values"]), tuple(record["held_fractions"]), array(record["validation"], shape),
                    array(record["auroc"], shape), array(record["seconds"], shape[:2]),
-                   [tuple(c) for c in record["chosen"]], array(record["test"], (shape[0],)))
+                   [tuple(c) for c in record["chosen"]], array(record["test"], (shape[0],)),
+                   list(record.get("failures", [])))
 
 
 def tune_and_test(method: str, model: MLP, train: MNIST, validation: MNIST, test: MNIST | None, *,
@@ -250,8 +252,8 @@ def tune_and_test(method: str, model: MLP, train: MNIST, validation: MNIST, test
     """Meta-train ``method``'s class models on ``train`` at every budget (images seen, :func:`meta_budget`) and
     seed; classify ``validation`` at every knob value × held-out fraction; per seed choose the most accurate at
     the largest budget (ties: the earlier knob value, then the earlier fraction) and classify ``test`` with it.
-    Returns the map and each seed's class-model priors at the largest budget. ``progress(1)`` after each
-    (seed, budget)."""
+    Returns the map and each seed's class-model priors at the largest budget (None where its meta-training
+    diverged: recorded in ``failures``, its accuracies NaN). ``progress(1)`` after each (seed, budget)."""
     if method not in KNOBS:
         raise ValueError(f"method: unknown {method!r}; valid: {', '.join(KNOBS)}")
     budgets, seeds = tuple(int(b) for b in budgets), tuple(int(s) for s in seeds)
@@ -269,10 +271,21 @@ def tune_and_test(method: str, model: MLP, train: MNIST, validation: MNIST, test
     seconds = np.zeros((S, B))
     chosen, test_acc, last_priors = [], np.full(S, np.nan), []
     base = default_adaptation(method, meta)
+    failures = []
     for i, seed in enumerate(seeds):
+        trained = None
         for j, images in enumerate(budgets):
-            trained = train_class_models(method, model, train, meta_budget(method, meta, images), seed=seed,
-                                         device=device)
+            started = time.perf_counter()
+            try:
+                trained = train_class_models(method, model, train, meta_budget(method, meta, images), seed=seed,
+                                             device=device)
+            except FloatingPointError as err:  # DivergenceError is one: counted, not hidden, not fatal
+                seconds[i, j] = time.perf_counter() - started
+                failures.append(f"seed {seed}, {images} images: {err}")
+                trained = None
+                if progress is not None:
+                    progress(1)
+                continue
             seconds[i, j] = trained.seconds
             for f, fraction in enumerate(held_fractions):
                 settings = sweep(model, trained.priors, method, validation, base.with_(held_fraction=fraction),
@@ -282,9 +295,9 @@ def tune_and_test(method: str, model: MLP, train: MNIST, validation: MNIST, test
             if progress is not None:
                 progress(1)
         last = val[i, -1]
-        if np.isnan(last).all():
+        if trained is None or np.isnan(last).all():  # the largest budget diverged in training or in every setting
             chosen.append((math.nan, math.nan))
-            last_priors.append(trained.priors)
+            last_priors.append(None if trained is None else trained.priors)
             continue
         k, f = np.unravel_index(np.nanargmax(last), last.shape)  # first maximum: earlier knob, then fraction
         chosen.append((float(knob_values[k]), held_fractions[f]))
@@ -293,7 +306,7 @@ def tune_and_test(method: str, model: MLP, train: MNIST, validation: MNIST, test
             p, a = apply_knob(trained.priors, base.with_(held_fraction=held_fractions[f]), knob, knob_values[k])
             test_acc[i] = run_setting(model, p, test, a, chunk=chunk, device=device).accuracy
     return (MethodMap(method, knob, budgets, seeds, knob_values, held_fractions, val, auroc, seconds, chosen,
-                      test_acc), last_priors)
+                      test_acc, failures), last_priors)
 
 
 def trajectory(model: MLP, priors: ClassPriors, images: MNIST, digit: int, *, lr: float | None, steps: int,
