@@ -71,6 +71,7 @@ METHODS: tuple[Method, ...] = (
     Method("knn", "kNN (k=1)", "#a64d79", (5,)),
     Method("logistic_regression", "logistic regression", "#45818e", (5,)),
     Method("mlp", "MLP", "#444444", (5,)),
+    Method("code_models", "code class models", "#20124d", (5,)),
 )
 
 _BLOCK_NEWTON = re.compile(r"block Newton \((?P<rule>[a-z_0-9]+), (?P<size>b=\d+|full)\)(?P<search> \+ line search)?")

@@ -26,7 +26,7 @@ import torch
 
 from .artifacts import ModelSpec, StoredModel, StoreError, compute_stamp, default_root, load, save, status
 
-PROVIDERS = ("backprop2lib.learned.catalogue",)
+PROVIDERS = ("backprop2lib.learned.catalogue", "backprop2lib.recognition.catalogue")
 """Modules that declare trained models: each has ``trained_models(profile)`` and ``train``."""
 EXTRA_PROVIDERS_ENV = "BACKPROP2_STORE_PROVIDERS"
 """More provider modules, comma-separated (tests; a researcher's own models), after :data:`PROVIDERS`."""
