@@ -22,6 +22,14 @@ chunk and reports the total seconds.
     python benchmarks/recognition_throughput.py --quick          # a few seconds' sanity run, no results file
     python benchmarks/recognition_throughput.py --lr search --priors quadratic --chunks 16 64
     python benchmarks/recognition_throughput.py --device cuda
+    python benchmarks/recognition_throughput.py --families codes  # the code class models only
+
+Code class models (``--families codes``, chapter 5's second family): ``few_shot.code_scores`` with the stored
+cells' experiment (``recognition.catalogue.code_experiment("paper")``: 8-dimensional codes, a (32, 32) Gaussian
+network on 16 Fourier frequencies, 8 starts × 5 steps then 20 refinement steps on 128 of the adapted pixels, scored
+on the held-out half), random class models (``CodeClassModels.initial``) for one training seed (10 class models) and
+three (30, as the stored cells score them), at several chunks; and with the search over 27 moves of the pictures
+(the moved-digits table's grid and settings, one seed).
 
 Writes the tables to stdout and to benchmarks/results/recognition_throughput_<device>_<threads>t.md.
 This is a benchmark, not a test: it asserts that every classification is finite (``classify``
@@ -45,7 +53,10 @@ import torch
 
 from backprop2lib.data.mnist import bundled_split
 from backprop2lib.models.mlp import MLP
+from backprop2lib.recognition import catalogue
 from backprop2lib.recognition.classifier import Classification, classify
+from backprop2lib.recognition.codes import CodeClassModels
+from backprop2lib.recognition.few_shot import code_scores
 from backprop2lib.recognition.images import images_to_tasks
 from backprop2lib.recognition.priors import ClassPriors
 from backprop2lib.runtime import describe_device, pick_device
@@ -59,6 +70,9 @@ ACTIVATION = "gaussian"
 SPLIT_SEED = 0
 VARIANCE, STRENGTH = 0.1, 0.01  # quadratic prior: σ², c
 PRIORS = ("initialisation", "quadratic")
+FAMILIES = ("full", "codes")
+CODE_CHUNKS = (16, 64, 256)
+CODE_SEEDS = (1, 3)
 CHUNKS = (1, 2, 4, 8, 16, 64, 256)
 QUICK_CHUNKS = (1, 8)
 QUICK_IMAGES, QUICK_FULL_IMAGES = 8, 16
@@ -220,6 +234,57 @@ def full_table(rows: list[dict], sweep: list[dict], n_test: int, args) -> str:
     return "\n".join(out)
 
 
+def edit_grid() -> list:
+    """The moved-digits table's search grid (catalogue's ``_robustness("paper")``), as ((dx, dy), radians)."""
+    r = catalogue._robustness("paper")
+    pixel = 2 / 27
+    return [((dx * pixel, dy * pixel), math.radians(a)) for dx in r["edit_shifts"] for dy in r["edit_shifts"]
+            for a in r["edit_angles"]]
+
+
+def measure_codes(experiment, models: CodeClassModels, images: torch.Tensor, chunk: int, rounds: int, device,
+                  label: str, edits=None, **overrides) -> dict:
+    """Seconds to score ``images`` with every class model of ``models`` (``code_scores``), median over ``rounds``
+    timed calls after one untimed call on min(N, 2 × chunk) images."""
+    N = images.shape[0]
+    code_scores(models, experiment, images[:min(N, 2 * chunk)], chunk=chunk, edits=edits, **overrides)
+    out = []
+
+    def call():
+        out.append(code_scores(models, experiment, images, chunk=chunk, edits=edits, **overrides))
+
+    per_round = [time_per_call(call, repeats=1, warmup=0, rounds=1, device=device) for _ in range(rounds)]
+    fit = out[-1]
+    if not bool(torch.isfinite(fit.held_error).all()):
+        sys.exit(f"FAILED: code class models, {label}, chunk {chunk}: non-finite held-out errors")
+    seconds = statistics.median(per_round)
+    return dict(label=label, classes=models.n_classes, chunk=chunk, N=N, seconds=seconds, rounds=per_round,
+                images_per_s=N / seconds, ms_per_pair=seconds / (N * models.n_classes) * 1e3)
+
+
+def codes_table(rows: list[dict], experiment, full_rows: list[dict], args) -> str:
+    e = experiment
+    out = [f"## Code class models: the first {args.images} test images", "",
+           f"`code_scores` with `catalogue.code_experiment(\"paper\")`: {e.reconstructor.describe()} "
+           f"(P = {e.reconstructor.n_params} per class), {e.starts} starts × {e.steps} steps then {e.refine} "
+           f"refinement steps on {e.points} of the adapted pixels, scored on the held-out {e.held_fraction:g} of "
+           "each image; random class models (the cost does not depend on what they learned).", "",
+           "| scoring | class models (seeds × 10) | chunk | images/s | ms per (image, class model) | seconds | notes |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in rows:
+        out.append(f"| {r['label']} | {r['classes']} | {r['chunk']} | {r['images_per_s']:.3g} | "
+                   f"{r['ms_per_pair']:.3g} | {fmt_s(r['seconds'])} | {fmt_rounds(r)} |")
+    one = [r for r in rows if r["classes"] == N_CLASSES and r["label"] == "as stored"]
+    if one and full_rows:
+        best_code = max(one, key=lambda r: r["images_per_s"])
+        lines = []
+        for f in full_rows:
+            lines.append(f"{lr_name(f['lr'])}, {f['method']}: {f['images_per_s'] / best_code['images_per_s']:.3g}×")
+        out += ["", "Full-parameter class models (10 steps, the sweep's fastest chunk) ÷ code class models (one seed, "
+                "fastest chunk), images/s in this run: " + "; ".join(lines) + "."]
+    return "\n".join(out)
+
+
 # ------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -246,6 +311,8 @@ def main(argv=None) -> int:
                    "(default 1)")
     p.add_argument("--no-full", action="store_true", help="skip the whole-test-split measurement")
     p.add_argument("--seed", type=int, default=0, help="seed of the random class starts (default 0)")
+    p.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES),
+                   help="full-parameter class models, code class models, or both (default)")
     p.add_argument("--out", type=Path, default=None, help="Markdown results file "
                    "(default benchmarks/results/recognition_throughput_<device>_<threads>t.md; --quick: not written)")
     args = p.parse_args(argv)
@@ -278,7 +345,7 @@ def main(argv=None) -> int:
     sweep_y = y[:args.images]
 
     rows = []
-    for lr in args.lr:
+    for lr in args.lr if "full" in args.families else []:
         for method in args.priors:
             for chunk in args.chunks:
                 r = measure(model, priors[method], grid, sweep_y, args.steps, lr, chunk, args.rounds, device,
@@ -288,7 +355,7 @@ def main(argv=None) -> int:
                       f"{r['ms_per_task_step']:.3g} ms per (image, class, step) ({fmt_rounds(r)})", flush=True)
 
     full = []
-    if not args.no_full:
+    if not args.no_full and rows:
         full_y = y[:QUICK_FULL_IMAGES] if args.quick else y
         for lr in args.lr:
             for method in args.priors:
@@ -300,10 +367,34 @@ def main(argv=None) -> int:
                 print(f"  whole split ({r['N']} images) {lr_name(lr)}, {method}, chunk {best['chunk']}: "
                       f"{r['seconds']:.3g} s ({r['images_per_s']:.3g} images/s)", flush=True)
 
+    code_rows = []
+    if "codes" in args.families:
+        experiment = catalogue.code_experiment("paper")
+        images = test.pixels(device=device)[:args.images]
+        chunks = (8,) if args.quick else CODE_CHUNKS
+        for seeds in CODE_SEEDS:
+            models = CodeClassModels.initial(experiment.reconstructor, N_CLASSES * seeds, seed=args.seed,
+                                             device=device)
+            for chunk in chunks:
+                r = measure_codes(experiment, models, images, chunk, args.rounds, device, "as stored")
+                code_rows.append(r)
+                print(f"  codes, {seeds} seed(s), chunk {chunk:4d}: {r['images_per_s']:8.3g} images/s", flush=True)
+        search = catalogue._robustness("paper")["search_adaptation"]
+        models = CodeClassModels.initial(experiment.reconstructor, N_CLASSES, seed=args.seed, device=device)
+        r = measure_codes(experiment, models, images[:max(2, args.images // 10)], chunks[0], args.rounds, device,
+                          f"+ search over {len(edit_grid())} moves ({search['starts']} starts, {search['refine']} "
+                          f"refinement steps, {search['points']} pixels)", edits=edit_grid(), **search)
+        code_rows.append(r)
+        print(f"  codes + edit search: {r['images_per_s']:8.3g} images/s", flush=True)
+
     total = time.perf_counter() - started
-    report = header(args, device, model, n_test, total, load) + "\n\n" + sweep_table(rows, args) + "\n"
+    report = header(args, device, model, n_test, total, load) + "\n\n"
+    if rows:
+        report += sweep_table(rows, args) + "\n"
     if full:
         report += "\n" + full_table(full, rows, n_test, args) + "\n"
+    if code_rows:
+        report += "\n" + codes_table(code_rows, catalogue.code_experiment("paper"), full, args) + "\n"
     publish(report, name="recognition_throughput", out=args.out, quick=args.quick, device=device,
             threads=args.threads)
     return 0
