@@ -4,25 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from backprop2lib.data.mnist import bundled_split
 from backprop2lib.meta.adapt import from_mse_lr, sgd_adapt
 from backprop2lib.models.mlp import MLP
 from backprop2lib.recognition.class_models import METHODS, MetaSettings, train_class_models
 from backprop2lib.recognition.images import coordinate_grid, images_to_tasks
 from backprop2lib.recognition.pictures import calibration, hidden_maps, reconstructions
 
-MODEL = MLP((2, 4, 1), activation="gaussian")
-TINY = MetaSettings(iterations=3, meta_batch=2, inner_steps=2, outer_iterations=2, tasks_per_iteration=3)
-
-
-@pytest.fixture(scope="module")
-def split():
-    return bundled_split()
-
-
-@pytest.fixture(scope="module")
-def few(split):
-    return split.train.per_class(3, seed=0)
+from .conftest import MODEL, TINY  # noqa: E402  (and the split, few fixtures)
 
 
 @pytest.mark.parametrize("method", METHODS)

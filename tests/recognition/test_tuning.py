@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from backprop2lib.data.mnist import bundled_split
-from backprop2lib.models.mlp import MLP
 from backprop2lib.recognition.class_models import METHODS, MetaSettings, train_class_models
 from backprop2lib.recognition.classifier import classify
 from backprop2lib.recognition.codes import pixel_split
@@ -18,18 +16,7 @@ from backprop2lib.recognition.tuning import (HELD_OUT_SEED, KNOBS, Adaptation, M
                                              trajectory, tune_and_test)
 from backprop2lib.scale.adapt import InnerLoop, adapt
 
-MODEL = MLP((2, 4, 1), activation="gaussian")
-TINY = MetaSettings(iterations=3, meta_batch=2, inner_steps=2, outer_iterations=2, tasks_per_iteration=3)
-
-
-@pytest.fixture(scope="module")
-def split():
-    return bundled_split()
-
-
-@pytest.fixture(scope="module")
-def few(split):
-    return split.train.per_class(3, seed=0)
+from .conftest import MODEL, TINY  # noqa: E402  (and the split, few fixtures)
 
 
 def _priors(method, spread_value, strength):
