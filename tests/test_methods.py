@@ -54,7 +54,8 @@ def test_the_chapters_names_resolve_to_entries_of_that_chapter():
 
     assert set(methods.ids(*CHAPTER_2)) <= ids_of(2)
     assert set(CHAPTER_5) <= ids_of(5) and set(methods.ids(*BASELINES)) <= ids_of(5)
-    assert set(methods.ids(*STEPPERS, "LSTM", "GRU", "LSTM, random scaling")) == ids_of(6)
+    from backprop2lib.learned.catalogue import RECIPES
+    assert set(methods.ids(*STEPPERS, *RECIPES)) == ids_of(6)
     assert set(CHAPTER_7) == ids_of(7)
     loops = inner_loops(None, None, adam_lr=1e-2)  # chapter 3's inner loops, by the names it plots
     assert set(methods.ids(*loops, "Meta-SGD")) == ids_of(3)

@@ -51,6 +51,7 @@ METHODS: tuple[Method, ...] = (
     Method("lstm", "LSTM", "#cc0000", (6,)),
     Method("gru", "GRU", "#e69138", (6,)),
     Method("lstm_scaled", "LSTM, random scaling", "#741b47", (6,)),
+    Method("lstm_2x", "LSTM, 2× meta-training", "#660000", (6,)),
     # second-order steps (chapter 4): the rules on the toy functions, then the block-Newton runs
     Method("newton", "Newton", "#cc0000", (4,)),
     Method("abs_newton", "|λ| Newton", "#38761d", (4,)),

@@ -27,7 +27,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from ..claims import Claims
-from ..learned.catalogue import RECIPES, SIZES, trained_models
+from ..learned.catalogue import LONGER, SIZES, trained_models
+from ..learned.catalogue import recipe_of as catalogue_recipe_of
 from ..learned.jobs import family_of
 from ..optim import LR_GRID, STEPPERS, Curve, LRChoice, run as run_optimiser, tune_lr_at
 from ..optim.curve import compare_curves
@@ -93,10 +94,8 @@ class Settings:
 # ---------------------------------------------------------------------------------------- loading
 
 def recipe_of(model: StoredModel) -> str:
-    """The recipe's display name ("LSTM", "GRU", "LSTM, random scaling") from a model's configuration."""
-    c = model.spec.config
-    key = (c["optimiser"]["cell"], float(c["random_scaling"]))
-    return next(name for name, recipe in RECIPES.items() if recipe == key)
+    """The recipe's display name (a key of :data:`~backprop2lib.learned.catalogue.RECIPES`) of a stored model."""
+    return catalogue_recipe_of(model.spec)
 
 
 def load_models(settings: Settings, log: Callable[[str], None] = print) -> dict[tuple[str, str], list[StoredModel]]:

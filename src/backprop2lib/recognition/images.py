@@ -12,7 +12,6 @@ when plotted with ``imshow``. Points are listed row-major (index ``r * side + c`
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
