@@ -230,7 +230,8 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> Results:
 
 def generalisation_sections(settings: Settings, models: Mapping[tuple[str, str], list[StoredModel]]
                             ) -> dict[str, Section]:
-    """The two MNIST-trained LSTMs on the networks they never saw and over 1,000 steps, against tuned Adam."""
+    """The MNIST-trained LSTMs (as published, with random scaling, and meta-trained twice as long) on the networks
+    they never saw and over 1,000 steps, against tuned Adam."""
     lstms = {r: ms for (p, r), ms in models.items() if p == "mnist" and r.startswith("LSTM")}
     out = {}
     for label in GENERALISATION:
@@ -369,7 +370,7 @@ def budget_figure(models: Mapping[tuple[str, str], Sequence[StoredModel]]):
 
     from .. import methods
 
-    keys = {"LSTM": "lstm", "GRU": "gru", "LSTM, random scaling": "lstm_scaled"}
+    keys = {"LSTM": "lstm", "GRU": "gru", "LSTM, random scaling": "lstm_scaled", LONGER: "lstm_2x"}
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for ax, problem in zip(axes, ("quadratic", "mnist")):
         for (p, recipe), seeds in models.items():
@@ -465,7 +466,7 @@ def findings(results: Results) -> dict[str, str]:
                m_steps=f"{z['m_episodes'] * z['m_length']:,}", m_test=str(z["m_test"][0]),
                q_test=str(z["q_test"][0]), shift_test=str(z["m_shift"][0]), long_test=str(z["m_long"][0]),
                q_episodes=f"{z['q_episodes']:,}")
-    slugs = {"LSTM": "lstm", "GRU": "gru", "LSTM, random scaling": "scaled"}
+    slugs = {"LSTM": "lstm", "GRU": "gru", "LSTM, random scaling": "scaled", LONGER: "lstm2x"}
     for key, section in (("q", q), ("m", m)):
         for role, step in (("h", section.steps[0]), ("end", section.steps[-1])):
             p = f"{key}_{role}"
@@ -487,6 +488,8 @@ def findings(results: Results) -> dict[str, str]:
                 out[f"{p}_gru_vs_lstm"] = section.verdict("GRU", "LSTM", step).phrase
             if "LSTM, random scaling" in section.learned:
                 out[f"{p}_scaled_vs_lstm"] = section.verdict("LSTM, random scaling", "LSTM", step).phrase
+            if LONGER in section.learned:
+                out[f"{p}_lstm2x_vs_lstm"] = section.verdict(LONGER, "LSTM", step).phrase
     for label, section in results.generalisation.items():
         slug = {"40 units": "wide", "2 layers": "deep", "ReLU": "relu", LONG: "long"}[label]
         for role, step in (("h", section.steps[0]), ("end", section.steps[-1])):
@@ -501,6 +504,8 @@ def findings(results: Results) -> dict[str, str]:
                 out[f"{p}_{r}_loss"] = interval_text(section.learned[recipe].seed_summary(step))
             out[f"{p}_adam_loss"] = str(section.baselines[("Adam", step)].summary(step))
             out[f"{p}_scaled_vs_lstm"] = section.verdict("LSTM, random scaling", "LSTM", step).phrase
+            if LONGER in section.learned:
+                out[f"{p}_lstm2x_vs_lstm"] = section.verdict(LONGER, "LSTM", step).phrase
     for key, (lstm, adam, note) in PAPER.items():  # the paper's side, whatever steps this profile reports
         name = {"quadratic, 100": "paper_q", "MNIST, 100": "paper_m100", "MNIST, 200": "paper_m200",
                 "40 units, 100": "paper_wide", "2 layers, 100": "paper_deep", "ReLU, 100": "paper_relu"}[key]
