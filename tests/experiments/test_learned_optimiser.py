@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from backprop2lib.experiments import learned_optimiser as ch6
-from backprop2lib.learned.catalogue import trained_models
+from backprop2lib.learned.catalogue import model_name, trained_models
 from backprop2lib.learned.families import TRAINING_SEED_STRIDE, mnist_family, quadratic_family
 from backprop2lib.optim import Curve
 from backprop2lib.stats import compare, compare_seeds
@@ -50,7 +50,8 @@ def _model(seed, losses, steps, label="quadratic", cell="lstm", r=0.0):
               "optimiser": {"cell": cell}, "random_scaling": r, "meta": {"episode_length": 2},
               "evaluations": [{"label": label, "problem": "quadratic", "draw": "gaussian", "dim": 10,
                                "n": np.asarray(losses).shape[1], "steps": steps[-1], "record_every": 1}]}
-    spec = ModelSpec(f"t{seed}", "06", "backprop2lib.learned.jobs", config)
+    recipe = {("lstm", 0.0): "LSTM", ("gru", 0.0): "GRU", ("lstm", 3.0): "LSTM, random scaling"}[(cell, r)]
+    spec = ModelSpec(model_name("quadratic", recipe, seed, "paper"), "06", "backprop2lib.learned.jobs", config)
     record = {"evaluations": {label: {"steps": steps, "losses": np.asarray(losses, dtype=np.float32)}}}
     return StoredModel(spec, {}, "", record)
 
