@@ -124,6 +124,8 @@ def test_budget_plateau_held_out_effect_and_the_chosen_method():
     findings = ch5.findings_markdown(_results(stored))
     assert "still rose for MAML;" in findings  # the rising one is named, the flat one is not
     assert "higher best validation accuracy for 1 of the 2" in findings
+    # both synthetic maps are best at their largest knob value: an end of the range, no sweet spot inside
+    assert "lies inside the range for no method and at an end of it for Reptile (steps 5), MAML (steps 5)" in findings
 
 
 def test_code_choice_plateau_and_tables():

@@ -773,6 +773,32 @@ def findings_markdown(results: Results) -> str:
                f"meta-trained with ({d.lrs[0]:g}), its validation accuracy is {_mean_text(trained)}, "
                f"{cmp.phrase} at half that step ({_mean_text(half)}). After {steps} steps at its own step its "
                f"error is {d.errors[d.lrs[0]][-1].mean():.3f}; at half the step, {d.errors[d.lrs[1]][-1].mean():.3f}.")
+    # backprop2's question: a setting between "adapt too freely" and "too little"?
+    inside, edge = [], []
+    for key, m in s.method_maps.items():
+        if key[1] != (20,):
+            continue
+        with np.errstate(all="ignore"):
+            per_knob = np.nanmean(np.nanmax(m.validation[:, -1], axis=2), axis=0)  # [K], best fraction, seed mean
+        if np.isnan(per_knob).all():
+            continue
+        k = int(np.nanargmax(per_knob))
+        (inside if 0 < k < len(per_knob) - 1 else edge).append(
+            f"{registry.name(key[0])} ({m.knob} {m.knob_values[k]:g})")
+    dims = sorted(k for k in s.code_maps if k[2])  # the Fourier reconstructor at every code dimension
+    code_means = [code_validation(s.code_maps[k]).mean() for k in dims]
+    if len(dims) > 2:
+        j = int(np.argmax(code_means))
+        where = ("inside the range" if 0 < j < len(dims) - 1 else
+                 "at the smallest code" if j == 0 else "at the largest code")
+        code_text = (f" Over the code dimension, validation accuracy peaks at d = {dims[j][0]}, {where} "
+                     f"({', '.join(f'{k[0]}: {v:.3f}' for k, v in zip(dims, code_means))}; means over seeds).")
+    else:
+        code_text = ""
+    out.append("**A setting between adapting too freely and too little.** At the largest budget, the knob value "
+               "with the best mean validation accuracy lies inside the range for "
+               f"{', '.join(inside) if inside else 'no method'} and at an end of it for "
+               f"{', '.join(edge) if edge else 'no method'}." + code_text)
     # the best of each family, and the code dimension
     best_full = max(s.method_maps, key=lambda k: np.nanmean(np.where(np.isfinite(s.method_maps[k].test),
                                                                      s.method_maps[k].test, np.nan)))
