@@ -18,6 +18,7 @@ from backprop2lib.stats import compare_seeds
 
 S, D = 3, 3
 SETTINGS = ch5.Settings.for_profile("smoke")
+CELLS = (catalogue.FULL_PARAMETER_METHOD, catalogue.FULL_PARAMETER_HIDDEN)
 P = 81  # 2-20-1: 2·20 + 20 + 20 + 1
 
 
@@ -33,9 +34,10 @@ def _map(method, best_last, best_before, *, held_gain=0.0, test=0.5):
                      np.ones((S, 2)), [(5, 0.5 if held_gain > 0 else 0.0)] * S, np.full(S, test))
 
 
-def _priors(seed):
+def _priors(seed, hidden=(20,)):
     g = torch.Generator().manual_seed(seed)
-    return ClassPriors("initialisation", 0.5 * torch.randn(10, P, generator=g), None)
+    n = 2 * hidden[0] + hidden[0] + sum(a * b + b for a, b in zip(hidden, hidden[1:])) + hidden[-1] + 1
+    return ClassPriors("initialisation", 0.5 * torch.randn(10, n, generator=g), None)
 
 
 def _stored(code_acc, full_acc, ncm, knn):
@@ -43,8 +45,15 @@ def _stored(code_acc, full_acc, ncm, knn):
     sizes = (1, 5)
     maps = {("reptile", (20,)): _map("reptile", np.array([0.6, 0.62, 0.61]), np.array([0.6, 0.61, 0.62]),
                                      held_gain=0.05, test=0.58),
-            ("maml", (20,)): _map("maml", np.array([0.3, 0.35, 0.32]), np.array([0.2, 0.25, 0.2]), test=0.3)}
-    priors = {k: [_priors(s) for s in range(S)] for k in maps}
+            ("maml", (20,)): _map("maml", np.array([0.3, 0.35, 0.32]), np.array([0.2, 0.25, 0.2]), test=0.3),
+            CELLS: _map("reptile", np.array([0.7, 0.71, 0.72]), np.array([0.6, 0.6, 0.62]), test=0.6)}
+    # the chosen one runs one budget further: its shared-budget column is the one compared
+    wide = maps[CELLS]
+    extra = np.concatenate([wide.validation, wide.validation[:, -1:] + 0.01], axis=1)
+    maps[CELLS] = dataclasses.replace(wide, budgets=(1000, 3000, 10000), validation=extra,
+                                      auroc=np.concatenate([wide.auroc, wide.auroc[:, -1:]], axis=1),
+                                      seconds=np.ones((S, 3)))
+    priors = {k: [_priors(s, k[1]) for s in range(S)] for k in maps}
     method_cells, code_cells = {}, {}
     for i, n in enumerate(sizes):
         for d in range(D):
@@ -72,12 +81,12 @@ def test_efficiency_pairs_by_draw_and_compares_across_seeds():
     g = np.random.default_rng(0)
     code, full = g.uniform(0.3, 0.8, (2, S, D)), g.uniform(0.3, 0.8, (2, S, D))
     ncm, knn = g.uniform(0.3, 0.8, (2, D)), g.uniform(0.3, 0.8, (2, D))
-    e = ch5.efficiency(_stored(code, full, ncm, knn), "reptile")
+    e = ch5.efficiency(_stored(code, full, ncm, knn), CELLS)
     assert e.sizes == [1, 5] and e.draws == D
     np.testing.assert_allclose(e.families[ch5.CODE], code)
-    np.testing.assert_allclose(e.families["Reptile"], full)
+    np.testing.assert_allclose(e.families["Reptile 2-(20, 20)-1"], full)
     for i, n in enumerate(e.sizes):
-        for family, acc in ((ch5.CODE, code), ("Reptile", full)):
+        for family, acc in ((ch5.CODE, code), ("Reptile 2-(20, 20)-1", full)):
             direct = compare_seeds(acc[i], np.broadcast_to(ncm[i], acc[i].shape), paired=True)
             got = e.verdict(family, ch5.NCM, n)
             assert got.verdict == direct.verdict and got.difference.mean == pytest.approx(direct.difference.mean)
@@ -93,7 +102,7 @@ def test_the_goal_is_met_only_when_every_verdict_is_higher():
     results = _results(stored)
     verdicts = ch5.goal_verdicts(results.efficiency)
     assert {v.verdict for (f, _, _), v in verdicts.items() if f == ch5.CODE} == {"higher"}
-    assert {v.verdict for (f, _, _), v in verdicts.items() if f == "Reptile"} == {"lower"}
+    assert {v.verdict for (f, _, _), v in verdicts.items() if f == "Reptile 2-(20, 20)-1"} == {"lower"}
     text = ch5.findings_markdown(results)
     assert text.startswith("**The goal is met** by code class models:")
     assert "higher than nearest class mean" in text and "lower than kNN (k=1)" in text
@@ -105,8 +114,8 @@ def test_the_goal_is_met_only_when_every_verdict_is_higher():
 
 def _results(stored):
     diagnosis = ch5.maml_diagnosis(SETTINGS, stored)
-    drawing = ch5.collage(SETTINGS, stored, "reptile")
-    return ch5.Results(SETTINGS, stored, diagnosis, ch5.moved(stored), ch5.efficiency(stored, "reptile"),
+    drawing = ch5.collage(SETTINGS, stored, ch5.best_method(stored))
+    return ch5.Results(SETTINGS, stored, diagnosis, ch5.moved(stored), ch5.efficiency(stored, CELLS),
                        ch5.invariance_edits(SETTINGS, drawing), ch5.best_method(stored), ch5.code_choice(stored))
 
 
@@ -117,15 +126,17 @@ def test_budget_plateau_held_out_effect_and_the_chosen_method():
     assert ch5.plateau(maml).verdict == "higher"  # still rising by 0.1
     assert ch5.held_out_effect(reptile).verdict == "higher" and ch5.held_out_effect(maml).verdict == \
         "not distinguishable"
-    assert ch5.best_method(stored) == "reptile"
+    # compared at the budget all maps share (10,000 here is the wide one's extra budget; 3,000 is shared)
+    assert ch5.shared_budget(stored) == 3000 and ch5.best_method(stored) == CELLS
     table = ch5.budget_table(stored)
     assert "| Reptile |" in table and "| MAML |" in table and "1,000 images" in table
     assert "held-out vs every pixel" in ch5.map_table(stored)
     findings = ch5.findings_markdown(_results(stored))
-    assert "still rose for MAML;" in findings  # the rising one is named, the flat one is not
-    assert "higher best validation accuracy for 1 of the 2" in findings
-    # both synthetic maps are best at their largest knob value: an end of the range, no sweet spot inside
+    assert "still rose for MAML (1,000 → 3,000 images), Reptile 2-(20, 20)-1 (3,000 → 10,000 images);" in findings
+    assert "higher best validation accuracy for 1 of the 3" in findings
+    # the synthetic maps are best at their largest knob value: an end of the range, no sweet spot inside
     assert "lies inside the range for no method and at an end of it for Reptile (steps 5), MAML (steps 5)" in findings
+    assert "| 10,000 images |" in ch5.budget_table(stored) and "| – |" in ch5.budget_table(stored)
 
 
 def test_code_choice_plateau_and_tables():
@@ -153,14 +164,15 @@ def test_claims_and_verdicts_text(capsys):
     out = capsys.readouterr().out
     assert out.startswith("training seeds: 3 per method map, code map and few-shot cell")
     verdicts = dict(claims.verdicts)
-    assert verdicts["The stored full-parameter few-shot cells use the method the validation maps choose"]
+    assert verdicts["The stored full-parameter few-shot cells use the method and reconstructor the validation maps "
+                    "choose"]
     assert verdicts["The stored code few-shot cells use the code class models the validation maps choose"]
     text = ch5.verdicts_text(results)
     assert "n = 1: code class models vs nearest class mean" in text and "MAML, validation accuracy" in text
     # a chapter whose maps chose another method than the stored cells' says so
-    other = dataclasses.replace(results, full_method="maml")
+    other = dataclasses.replace(results, full_method=("maml", (20,)))
     assert not dict(ch5.check_claims(other).verdicts)[
-        "The stored full-parameter few-shot cells use the method the validation maps choose"]
+        "The stored full-parameter few-shot cells use the method and reconstructor the validation maps choose"]
 
 
 def test_maml_diagnosis_steps_one_at_a_time_at_both_step_sizes():

@@ -37,7 +37,14 @@ def test_each_profile_has_its_jobs_and_configurations_round_trip(profile):
     assert jobs.experiment_from_config(chosen[0].config["experiment"]) == catalogue.code_experiment(profile)
     assert jobs.experiment_from_config(kinds["codes-cell"][0].config["experiment"]) == \
         catalogue.code_experiment(profile)
-    assert all(s.config["method"] == catalogue.FULL_PARAMETER_METHOD for s in kinds["method-cell"])
+    assert all(s.config["method"] == catalogue.FULL_PARAMETER_METHOD and
+               tuple(s.config["hidden"]) == catalogue.FULL_PARAMETER_HIDDEN for s in kinds["method-cell"])
+    # the cells' class models are meta-trained with the budget every map shares; their map runs one further
+    shared = set.intersection(*(set(s.config["budgets"]) for s in kinds["method-map"]))
+    assert all(s.config["budgets"] == [max(shared)] for s in kinds["method-cell"])
+    extended = [s for s in kinds["method-map"] if len(s.config["budgets"]) > len(shared)]
+    assert [(s.config["method"], tuple(s.config["hidden"])) for s in extended] == \
+        [(catalogue.FULL_PARAMETER_METHOD, catalogue.FULL_PARAMETER_HIDDEN)]
     assert all(s.chapter == "05" and s.persist == (profile != "smoke") for s in specs)
     assert len({s.name for s in specs}) == len(specs)
     with pytest.raises(ValueError, match="profile"):

@@ -202,16 +202,21 @@ def _seed_interval(values) -> str:
 
 def budget_table(stored: Stored) -> str:
     """Per method: the best validation accuracy (over knob and held-out fraction) at each budget, mean ± t-interval
-    over seeds; the meta-training time; diverged settings."""
-    any_map = next(iter(stored.method_maps.values()))
+    over seeds ("–" where a map stops earlier); the meta-training time; diverged settings."""
+    budgets = sorted({b for m in stored.method_maps.values() for b in m.budgets})
     rows = []
     for key, m in stored.method_maps.items():
         best = m.best_validation()
         best = np.where(np.isfinite(best), best, np.nan)
-        rows.append([_label(key)] + [_seed_interval(best[:, j]) for j in range(len(m.budgets))]
-                    + [f"{m.seconds.sum():.0f}", str(m.diverged), str(len(m.failures))])
-    return markdown_table(["method"] + [f"{b:,} images" for b in any_map.budgets]
+        cells = [_seed_interval(best[:, m.budgets.index(b)]) if b in m.budgets else "–" for b in budgets]
+        rows.append([_label(key)] + cells + [f"{m.seconds.sum():.0f}", str(m.diverged), str(len(m.failures))])
+    return markdown_table(["method"] + [f"{b:,} images" for b in budgets]
                           + ["meta-training (s, all seeds and budgets)", "diverged settings", "diverged trainings"], rows)
+
+
+def shared_budget(stored: Stored) -> int:
+    """The largest budget every method map has: where methods are compared on equal terms."""
+    return max(set.intersection(*(set(m.budgets) for m in stored.method_maps.values())))
 
 
 def plateau(m: MethodMap) -> Comparison:
@@ -221,12 +226,18 @@ def plateau(m: MethodMap) -> Comparison:
     return compare_seeds(best[:, -1:], best[:, -2:-1], paired=True)
 
 
-def best_method(stored: Stored, hidden=(20,)) -> str:
-    """The full-parameter method with the best mean validation accuracy at the largest budget."""
-    scores = {k[0]: float(np.nanmean(np.where(np.isfinite(m.best_validation()[:, -1]), m.best_validation()[:, -1],
-                                              np.nan)))
-              for k, m in stored.method_maps.items() if k[1] == tuple(hidden)}
-    return max(scores, key=lambda k: (scores[k], -list(scores).index(k)))
+def best_method(stored: Stored) -> tuple[str, tuple[int, ...]]:
+    """The full-parameter class models ``(method, hidden)`` with the best mean validation accuracy at the budget
+    every map shares (ties: the first listed)."""
+    b = shared_budget(stored)
+
+    def score(key):
+        m = stored.method_maps[key]
+        best = m.best_validation()[:, m.budgets.index(b)]
+        return float(np.nanmean(np.where(np.isfinite(best), best, np.nan)))
+
+    keys = list(stored.method_maps)
+    return max(keys, key=lambda k: (score(k), -keys.index(k)))
 
 
 def held_out_effect(m: MethodMap) -> Comparison:
@@ -253,10 +264,11 @@ def map_table(stored: Stored) -> str:
             plain = np.nanmax(v[:, :, fractions == 0].reshape(len(v), -1), axis=1)
             held = np.nanmax(v[:, :, fractions > 0].reshape(len(v), -1), axis=1)
         chosen = "; ".join("–" if math.isnan(k) else f"{m.knob} {k:g}, held {f:g}" for k, f in m.chosen)
-        rows.append([_label(key), _seed_interval(plain), _seed_interval(held), held_out_effect(m).verdict, chosen,
-                     _seed_interval(m.test)])
-    return markdown_table(["method", "validation, every pixel scored", "validation, held-out pixels scored",
-                           "held-out vs every pixel", "choice per seed", "test accuracy"], rows)
+        rows.append([_label(key), f"{m.budgets[-1]:,}", _seed_interval(plain), _seed_interval(held),
+                     held_out_effect(m).verdict, chosen, _seed_interval(m.test)])
+    return markdown_table(["method", "budget (images)", "validation, every pixel scored",
+                           "validation, held-out pixels scored", "held-out vs every pixel", "choice per seed",
+                           "test accuracy"], rows)
 
 
 def budget_figure(stored: Stored):
@@ -522,7 +534,7 @@ class Efficiency:
         return compare_seeds(a, np.broadcast_to(self.baselines[baseline][i], a.shape), paired=True)
 
 
-def efficiency(stored: Stored, full_method: str) -> Efficiency:
+def efficiency(stored: Stored, full_key: tuple[str, tuple[int, ...]]) -> Efficiency:
     sizes = sorted({n for n, _ in stored.code_cells})
     draws = 1 + max(d for _, d in stored.code_cells)
     S = len(next(iter(stored.code_cells.values()))["code_accuracy"])
@@ -536,7 +548,7 @@ def efficiency(stored: Stored, full_method: str) -> Efficiency:
             baselines.setdefault(name, np.full((len(sizes), draws), np.nan))[i, d] = value
     for (n, d), m in stored.method_cells.items():
         full[sizes.index(n), :, d] = m.test
-    return Efficiency(sizes, draws, {CODE: code, registry.name(full_method): full}, baselines)
+    return Efficiency(sizes, draws, {CODE: code, _label(full_key): full}, baselines)
 
 
 def efficiency_table(e: Efficiency) -> str:
@@ -553,7 +565,7 @@ def efficiency_figure(e: Efficiency):
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for name, acc in e.families.items():
         per_seed = np.nanmean(acc, axis=2)  # [sizes, S]
-        color = registry.color("code_models") if name == CODE else registry.color(name)
+        color = registry.color("code_models") if name == CODE else registry.color(name.split(" 2-")[0])
         mean = np.nanmean(per_seed, 1)
         ax.errorbar(e.sizes, mean, yerr=[np.maximum(0, mean - np.nanmin(per_seed, 1)),
                                          np.maximum(0, np.nanmax(per_seed, 1) - mean)],
@@ -573,7 +585,7 @@ def efficiency_figure(e: Efficiency):
 class Collage:
     """A full-parameter class model of one digit, adapted at length to validation images of that digit."""
 
-    method: str
+    key: tuple  # (method, hidden)
     digit: int
     images: MNIST
     adapted: torch.Tensor  # [N, P]
@@ -582,9 +594,9 @@ class Collage:
     units: list[int]
 
 
-def collage(settings: Settings, stored: Stored, method: str, *, device="cpu") -> Collage:
-    model = MLP((2, 20, 1), activation="gaussian")
-    priors = next(p for p in stored.method_priors[(method, (20,))] if p is not None)
+def collage(settings: Settings, stored: Stored, key: tuple, *, device="cpu") -> Collage:
+    model = MLP((2, *key[1], 1), activation="gaussian")
+    priors = next(p for p in stored.method_priors[key] if p is not None)
     split = settings.split()
     images = split.validation.subset(split.validation.labels == settings.collage_digit).subset(
         slice(0, settings.collage_examples))
@@ -598,7 +610,7 @@ def collage(settings: Settings, stored: Stored, method: str, *, device="cpu") ->
                         regulariser=regulariser, rates=rates).params.cpu()
     maps = hidden_maps(model, adapted)
     units = maps.flatten(2).std(-1).mean(0).argsort(descending=True)[:settings.collage_units].tolist()
-    return Collage(method, settings.collage_digit, images, adapted, reconstructions(model, adapted), maps, units)
+    return Collage(key, settings.collage_digit, images, adapted, reconstructions(model, adapted), maps, units)
 
 
 def collage_figure(drawing: Collage):
@@ -618,7 +630,7 @@ class Edits:
 
 
 def invariance_edits(settings: Settings, drawing: Collage) -> Edits:
-    model, w0 = MLP((2, 20, 1), activation="gaussian"), drawing.adapted[0]
+    model, w0 = MLP((2, *drawing.key[1], 1), activation="gaussian"), drawing.adapted[0]
     pixel = 2 / 27
     s = settings
     edits = {
@@ -662,7 +674,7 @@ class Results:
     moved: Robustness
     efficiency: Efficiency
     edits: Edits
-    full_method: str  # the full-parameter method the maps choose
+    full_method: tuple  # the full-parameter (method, hidden) the maps choose at their shared budget
     code_key: tuple  # the code map the validation accuracy chooses
     extra: dict = field(default_factory=dict)
 
@@ -678,8 +690,8 @@ def check_claims(results: Results) -> Claims:
     r, s = results, results.stored
     claims = Claims()
     print(seeds_line(s))
-    claims.check("The stored full-parameter few-shot cells use the method the validation maps choose",
-                 catalogue.FULL_PARAMETER_METHOD == r.full_method)
+    claims.check("The stored full-parameter few-shot cells use the method and reconstructor the validation maps "
+                 "choose", (catalogue.FULL_PARAMETER_METHOD, catalogue.FULL_PARAMETER_HIDDEN) == r.full_method)
     claims.check("The stored code few-shot cells use the code class models the validation maps choose",
                  s.code_experiments[r.code_key] == catalogue.code_experiment(r.settings.profile))
     claims.check("Every classifier of the data-efficiency table is scored on the same test images for every "
@@ -747,13 +759,12 @@ def findings_markdown(results: Results) -> str:
     out.append(head + f": beating nearest class mean and 1-NN at every n of {', '.join(map(str, GOAL_SIZES))} "
                f"(training seeds: {s.seeds}, paired by draw, 95%).\n\n" + "\n".join(lines))
     # budgets
-    rising = [_label(k) for k, m in s.method_maps.items() if plateau(m).verdict == "higher"]
+    rising = [f"{_label(k)} ({m.budgets[-2]:,} → {m.budgets[-1]:,} images)" for k, m in s.method_maps.items()
+              if plateau(m).verdict == "higher"]
     code_rising = [_code_label(k) for k, rec in s.code_maps.items() if code_plateau(rec).verdict == "higher"]
-    any_map = next(iter(s.method_maps.values()))
-    out.append(f"**Budget.** Between {any_map.budgets[-2]:,} and {any_map.budgets[-1]:,} images seen, the best "
-               f"validation accuracy still rose for "
-               f"{', '.join(rising) if rising else 'no full-parameter method'}; on the code class models' training "
-               f"curves the last gain was distinguishable from zero for "
+    out.append(f"**Budget.** From each map's second-largest budget to its largest, the best validation accuracy "
+               f"still rose for {', '.join(rising) if rising else 'no full-parameter method'}; on the code class "
+               f"models' training curves the last gain was distinguishable from zero for "
                f"{', '.join(code_rising) if code_rising else 'none'}.")
     # held-out scoring
     effects = {_label(k): held_out_effect(m).verdict for k, m in s.method_maps.items()}
@@ -806,7 +817,7 @@ def findings_markdown(results: Results) -> str:
                           for k, rec in s.code_maps.items())
     out.append(f"**The trained models on all 300 images per digit.** The most accurate full-parameter class models "
                f"on the test images are {_label(best_full)} ({_mean_text(s.method_maps[best_full].test)}); the maps "
-               f"choose {registry.name(r.full_method)} on validation images. Code class models, validation accuracy "
+               f"choose {_label(r.full_method)} on validation images. Code class models, validation accuracy "
                f"by code dimension: {code_rows}; the chosen one ({_code_label(r.code_key)}) reaches "
                f"{_mean_text(s.code_maps[r.code_key]['test'])} on the test images.")
     # moved digits
