@@ -115,7 +115,9 @@ def scale_table(settings: Settings) -> str:
         ["inner loop", "SGD with line search until the terminator stops it",
          f"{m.inner_steps} steps (fixed or line search, as each method meta-trains); a knob when classifying"],
         ["meta-training", "1,000 meta-iterations (its default)",
-         f"budget curve: {budgets} images seen per class model"],
+         f"budget curve: {budgets} images seen per class model (and {catalogue.EXTRA_BUDGET[settings.profile]:,} "
+         f"for the chosen full-parameter class models); code class models: {z['iterations']:,} meta-iterations "
+         f"of 16 images per class"],
         ["training seeds", "1", f"{z['seeds']}"],
         ["choosing settings", "by hand", f"on {z['validation_per_digit']} validation images per digit"],
         ["test images", "–", f"{z['test_images']} of the 1,000 (fixed)"],
