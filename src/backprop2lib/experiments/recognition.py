@@ -117,7 +117,7 @@ def scale_table(settings: Settings) -> str:
         ["meta-training", "1,000 meta-iterations (its default)",
          f"budget curve: {budgets} images seen per class model (and {catalogue.EXTRA_BUDGET[settings.profile]:,} "
          f"for the chosen full-parameter class models); code class models: {z['iterations']:,} meta-iterations "
-         f"of 16 images per class"],
+         f"of {catalogue.code_experiment(settings.profile).training.meta_batch} images per class"],
         ["training seeds", "1", f"{z['seeds']}"],
         ["choosing settings", "by hand", f"on {z['validation_per_digit']} validation images per digit"],
         ["test images", "–", f"{z['test_images']} of the 1,000 (fixed)"],
