@@ -34,11 +34,13 @@ from ..recognition import catalogue, invariance
 from ..recognition.class_models import MetaSettings
 from ..recognition.codes import CodeClassModels
 from ..recognition.few_shot import MOVED, code_scores
+from ..recognition.images import coordinate_grid, images_to_tasks
 from ..recognition.jobs import experiment_from_config
 from ..recognition.pictures import hidden_maps, plot_images, reconstructions
 from ..recognition.priors import ClassPriors
 from ..recognition.robustness import Robustness
 from ..recognition.tuning import MethodMap, default_adaptation, run_setting, trajectory
+from ..scale.adapt import InnerLoop, adapt
 from ..stats import Comparison, compare_seeds, interval_text, summarise
 from ..store import obtain
 from ..tables import markdown_table
@@ -202,14 +204,33 @@ def _seed_interval(values) -> str:
 
 # ---------------------------------------------------------------------------------------- full-parameter family
 
+def _best(m: MethodMap) -> np.ndarray:
+    """Per seed and budget, the best validation accuracy over knob and fraction ``[S, B]``; NaN where every setting
+    diverged (:meth:`MethodMap.best_validation` gives −inf there)."""
+    best = m.best_validation()
+    return np.where(np.isfinite(best), best, np.nan)
+
+
+def _plain_and_held(m: MethodMap) -> tuple[np.ndarray, np.ndarray]:
+    """At the largest budget, per seed: the best validation accuracy with every pixel scored (fraction 0) and the
+    best with some pixels held out ``([S], [S])``."""
+    v = m.validation[:, -1]  # [S, K, F]
+    fractions = np.asarray(m.held_fractions)
+    if 0.0 not in m.held_fractions or not (fractions > 0).any():
+        raise ValueError("held_fractions: the map needs 0 and at least one held-out fraction")
+    with np.errstate(all="ignore"):
+        plain = np.nanmax(v[:, :, fractions == 0].reshape(len(v), -1), axis=1)
+        held = np.nanmax(v[:, :, fractions > 0].reshape(len(v), -1), axis=1)
+    return plain, held
+
+
 def budget_table(stored: Stored) -> str:
     """Per method: the best validation accuracy (over knob and held-out fraction) at each budget, mean ± t-interval
     over seeds ("–" where a map stops earlier); the meta-training time; diverged settings."""
     budgets = sorted({b for m in stored.method_maps.values() for b in m.budgets})
     rows = []
     for key, m in stored.method_maps.items():
-        best = m.best_validation()
-        best = np.where(np.isfinite(best), best, np.nan)
+        best = _best(m)
         cells = [_seed_interval(best[:, m.budgets.index(b)]) if b in m.budgets else "–" for b in budgets]
         rows.append([_label(key)] + cells + [f"{m.seconds.sum():.0f}", str(m.diverged), str(len(m.failures))])
     return markdown_table(["method"] + [f"{b:,} images" for b in budgets]
@@ -223,8 +244,7 @@ def shared_budget(stored: Stored) -> int:
 
 def plateau(m: MethodMap) -> Comparison:
     """The best validation accuracy at the largest budget against the one before, paired by seed."""
-    best = m.best_validation()
-    best = np.where(np.isfinite(best), best, np.nan)
+    best = _best(m)
     return compare_seeds(best[:, -1:], best[:, -2:-1], paired=True)
 
 
@@ -235,8 +255,7 @@ def best_method(stored: Stored) -> tuple[str, tuple[int, ...]]:
 
     def score(key):
         m = stored.method_maps[key]
-        best = m.best_validation()[:, m.budgets.index(b)]
-        return float(np.nanmean(np.where(np.isfinite(best), best, np.nan)))
+        return float(np.nanmean(_best(m)[:, m.budgets.index(b)]))
 
     keys = list(stored.method_maps)
     return max(keys, key=lambda k: (score(k), -keys.index(k)))
@@ -245,13 +264,7 @@ def best_method(stored: Stored) -> tuple[str, tuple[int, ...]]:
 def held_out_effect(m: MethodMap) -> Comparison:
     """At the largest budget, per seed: the best validation accuracy with some pixels held out against the best
     with every pixel adapted on and scored (fraction 0), paired by seed."""
-    v = m.validation[:, -1]  # [S, K, F]
-    fractions = np.asarray(m.held_fractions)
-    if 0.0 not in m.held_fractions or not (fractions > 0).any():
-        raise ValueError("held_fractions: the map needs 0 and at least one held-out fraction")
-    with np.errstate(all="ignore"):
-        held = np.nanmax(v[:, :, fractions > 0].reshape(len(v), -1), axis=1)
-        plain = np.nanmax(v[:, :, fractions == 0].reshape(len(v), -1), axis=1)
+    plain, held = _plain_and_held(m)
     return compare_seeds(held[:, None], plain[:, None], paired=True)
 
 
@@ -260,11 +273,7 @@ def map_table(stored: Stored) -> str:
     seed's choice, and the test accuracy of the choice (mean ± t-interval over seeds)."""
     rows = []
     for key, m in stored.method_maps.items():
-        v = m.validation[:, -1]
-        fractions = np.asarray(m.held_fractions)
-        with np.errstate(all="ignore"):
-            plain = np.nanmax(v[:, :, fractions == 0].reshape(len(v), -1), axis=1)
-            held = np.nanmax(v[:, :, fractions > 0].reshape(len(v), -1), axis=1)
+        plain, held = _plain_and_held(m)
         chosen = "; ".join("–" if math.isnan(k) else f"{m.knob} {k:g}, held {f:g}" for k, f in m.chosen)
         rows.append([_label(key), f"{m.budgets[-1]:,}", _seed_interval(plain), _seed_interval(held),
                      held_out_effect(m).verdict, chosen, _seed_interval(m.test)])
@@ -276,8 +285,7 @@ def map_table(stored: Stored) -> str:
 def budget_figure(stored: Stored):
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for key, m in stored.method_maps.items():
-        best = m.best_validation()
-        best = np.where(np.isfinite(best), best, np.nan)
+        best = _best(m)
         mean = np.nanmean(best, axis=0)
         ax.plot(m.budgets, mean, "o-" if key[1] == (20,) else "s--", color=registry.color(key[0]), label=_label(key),
                 lw=1.2)
@@ -451,7 +459,6 @@ def code_pictures(settings: Settings, stored: Stored, *, device="cpu") -> CodePi
     images = val.pixels().to(device)
     fit = code_scores(first, e, images)
     labels = val.labels
-    from ..recognition.images import coordinate_grid
     grid = first.reconstructor.features(coordinate_grid(dtype=first.w.dtype, device=device))
     with torch.no_grad():
         pics = first.reconstructor.reconstruct(first.w, fit.codes.to(device).transpose(0, 1), grid)  # [C, N, 784]
@@ -602,8 +609,6 @@ def collage(settings: Settings, stored: Stored, key: tuple, *, device="cpu") -> 
     split = settings.split()
     images = split.validation.subset(split.validation.labels == settings.collage_digit).subset(
         slice(0, settings.collage_examples))
-    from ..recognition.images import images_to_tasks
-    from ..scale.adapt import InnerLoop, adapt
     x, y = images_to_tasks(images, device=device, dtype=priors.mean.dtype)
     start, regulariser, rates = priors.to(device).rows(torch.full((len(images),), settings.collage_digit,
                                                                   device=device))
