@@ -199,6 +199,17 @@ def test_class_priors_reject_bad_fields():
         spread[2, 5] = value
         with pytest.raises(ValueError, match="class 2, parameter 5"):
             ClassPriors("quartic", mean, spread)
+    # Meta-SGD learns α without a sign constraint: negative step sizes are accepted, non-finite ones are not
+    spread = torch.ones_like(mean)
+    spread[0, 6] = -1.52
+    assert float(ClassPriors("rates", mean, spread).spread[0, 6]) == -1.52
+    for method in ("quadratic", "eve"):
+        with pytest.raises(ValueError, match="positive and finite.*class 0, parameter 6"):
+            ClassPriors(method, mean, spread)
+    for value in (float("inf"), float("nan")):
+        spread[2, 5] = value
+        with pytest.raises(ValueError, match=r"step sizes α must be finite.*class 2, parameter 5"):
+            ClassPriors("rates", mean, spread)
     with pytest.raises(ValueError, match="names"):
         ClassPriors("initialisation", mean, names=("a", "b"))
     with pytest.raises(ValueError, match="names"):

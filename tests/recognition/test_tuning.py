@@ -1,5 +1,6 @@
 """Choosing how class models adapt: knobs, held-out fraction, budgets, the tune-then-test protocol."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -143,6 +144,12 @@ def test_tune_and_test_chooses_on_validation_and_tests_once(split, few):
                                base.with_(steps=(0, 2)[k], held_fraction=(0.0, 0.5)[f])).accuracy
         assert m.test[i] == pytest.approx(expected)
     assert m.best_validation().shape == (2, 2)
+    np.testing.assert_array_equal(m.best_validation(), np.nanmax(m.validation.reshape(2, 2, -1), -1))
+    # a seed and budget where every setting diverged has no best: NaN, not −inf
+    diverged = dataclasses.replace(m, validation=m.validation.copy())
+    diverged.validation[1, 0] = np.nan
+    best = diverged.best_validation()
+    assert np.isnan(best[1, 0]) and np.isfinite(np.delete(best.ravel(), 2)).all()
     again = MethodMap.from_record(m.to_record())
     np.testing.assert_allclose(again.validation, m.validation, rtol=1e-5)
     assert again.chosen == m.chosen and again.budgets == m.budgets

@@ -204,13 +204,6 @@ def _seed_interval(values) -> str:
 
 # ---------------------------------------------------------------------------------------- full-parameter family
 
-def _best(m: MethodMap) -> np.ndarray:
-    """Per seed and budget, the best validation accuracy over knob and fraction ``[S, B]``; NaN where every setting
-    diverged (:meth:`MethodMap.best_validation` gives −inf there)."""
-    best = m.best_validation()
-    return np.where(np.isfinite(best), best, np.nan)
-
-
 def _plain_and_held(m: MethodMap) -> tuple[np.ndarray, np.ndarray]:
     """At the largest budget, per seed: the best validation accuracy with every pixel scored (fraction 0) and the
     best with some pixels held out ``([S], [S])``."""
@@ -230,7 +223,7 @@ def budget_table(stored: Stored) -> str:
     budgets = sorted({b for m in stored.method_maps.values() for b in m.budgets})
     rows = []
     for key, m in stored.method_maps.items():
-        best = _best(m)
+        best = m.best_validation()
         cells = [_seed_interval(best[:, m.budgets.index(b)]) if b in m.budgets else "–" for b in budgets]
         rows.append([_label(key)] + cells + [f"{m.seconds.sum():.0f}", str(m.diverged), str(len(m.failures))])
     return markdown_table(["method"] + [f"{b:,} images" for b in budgets]
@@ -244,7 +237,7 @@ def shared_budget(stored: Stored) -> int:
 
 def plateau(m: MethodMap) -> Comparison:
     """The best validation accuracy at the largest budget against the one before, paired by seed."""
-    best = _best(m)
+    best = m.best_validation()
     return compare_seeds(best[:, -1:], best[:, -2:-1], paired=True)
 
 
@@ -255,7 +248,7 @@ def best_method(stored: Stored) -> tuple[str, tuple[int, ...]]:
 
     def score(key):
         m = stored.method_maps[key]
-        return float(np.nanmean(_best(m)[:, m.budgets.index(b)]))
+        return float(np.nanmean(m.best_validation()[:, m.budgets.index(b)]))
 
     keys = list(stored.method_maps)
     return max(keys, key=lambda k: (score(k), -keys.index(k)))
@@ -285,7 +278,7 @@ def map_table(stored: Stored) -> str:
 def budget_figure(stored: Stored):
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for key, m in stored.method_maps.items():
-        best = _best(m)
+        best = m.best_validation()
         mean = np.nanmean(best, axis=0)
         ax.plot(m.budgets, mean, "o-" if key[1] == (20,) else "s--", color=registry.color(key[0]), label=_label(key),
                 lw=1.2)

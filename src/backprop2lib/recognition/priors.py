@@ -103,10 +103,16 @@ class ClassPriors:
         if self.spread.dtype != self.mean.dtype or self.spread.device != self.mean.device:
             raise ValueError(f"spread: expected dtype {self.mean.dtype} on {self.mean.device} (like mean), got "
                              f"{self.spread.dtype} on {self.spread.device}")
-        bad = ~((self.spread > 0) & torch.isfinite(self.spread))
+        # Meta-SGD's step sizes are learned without a sign constraint (Li et al. 2017): a negative α is a
+        # legitimate learned value, so for "rates" only finiteness is required.
+        ok = torch.isfinite(self.spread)
+        if self.method != "rates":
+            ok = ok & (self.spread > 0)
+        bad = ~ok
         if bool(bad.any()):
             c, i = (int(v) for v in bad.nonzero()[0])
-            raise ValueError(f"spread: the {what} must be positive and finite; {int(bad.sum())} entries are not, "
+            need = "finite" if self.method == "rates" else "positive and finite"
+            raise ValueError(f"spread: the {what} must be {need}; {int(bad.sum())} entries are not, "
                              f"first class {c}, parameter {i}: {float(self.spread[c, i])!r}")
 
     # ------------------------------------------------------------ structure

@@ -219,9 +219,12 @@ class MethodMap:
         return int(np.isnan(self.validation).sum())
 
     def best_validation(self) -> np.ndarray:
-        """Per seed and budget, the best validation accuracy over knob and fraction ``[S, B]``."""
-        v = np.where(np.isnan(self.validation), -np.inf, self.validation)
-        return v.reshape(*v.shape[:2], -1).max(-1)
+        """Per seed and budget, the best validation accuracy over knob and fraction ``[S, B]``; NaN where every
+        setting diverged."""
+        v = self.validation.reshape(*self.validation.shape[:2], -1)
+        finite = np.isfinite(v).any(-1)
+        best = np.where(np.isfinite(v), v, -np.inf).max(-1)
+        return np.where(finite, best, np.nan)
 
     def to_record(self) -> dict:
         """JSON-ready (the trained-model store's record)."""
