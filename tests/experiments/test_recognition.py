@@ -166,13 +166,51 @@ def test_claims_and_verdicts_text(capsys):
     verdicts = dict(claims.verdicts)
     assert verdicts["The stored full-parameter few-shot cells use the method and reconstructor the validation maps "
                     "choose"]
-    assert verdicts["The stored code few-shot cells use the code class models the validation maps choose"]
+    assert verdicts[CODE_CLAIM]
     text = ch5.verdicts_text(results)
     assert "n = 1: code class models vs nearest class mean" in text and "MAML, validation accuracy" in text
     # a chapter whose maps chose another method than the stored cells' says so
     other = dataclasses.replace(results, full_method=("maml", (20,)))
     assert not dict(ch5.check_claims(other).verdicts)[
         "The stored full-parameter few-shot cells use the method and reconstructor the validation maps choose"]
+
+
+CODE_CLAIM = ("The stored code few-shot cells use the code class models the validation maps choose, or ones "
+              "validation does not distinguish from them (paired by seed)")
+
+
+def _with_second_code_map(stored, validation):
+    """``stored`` plus a d = 16 code map whose best validation accuracy per seed is ``validation`` [S]."""
+    key = (16, (8,), 4)
+    record = dict(stored.code_maps[(8, (8,), 4)])
+    record["validation"] = np.repeat(np.asarray(validation, float)[:, None, None], 2, axis=2).repeat(3, 1).tolist()
+    e = catalogue.code_experiment("smoke", code_dim=16)
+    return dataclasses.replace(stored, code_maps={**stored.code_maps, key: record},
+                               code_models={**stored.code_models, key: stored.code_models[(8, (8,), 4)]},
+                               code_experiments={**stored.code_experiments, key: e})
+
+
+@pytest.mark.parametrize("validation, holds, phrase", [
+    ([0.41, 0.42, 0.40], True, "not distinguishable from"),  # differences 0.01, 0.02, 0.0: wide t-interval
+    ([0.50, 0.51, 0.50], False, "lower than"),  # every seed 0.1 better: the cells' models are worse
+])
+def test_code_cells_against_the_maps_choice(capsys, validation, holds, phrase):
+    base = _stored(*(np.full((2, S, D), 0.5),) * 2, np.full((2, D), 0.5), np.full((2, D), 0.5))
+    stored = _with_second_code_map(base, validation)
+    assert ch5.code_choice(stored) == (16, (8,), 4)  # the maps choose d = 16 ...
+    assert ch5.code_cells_key(stored, "smoke") == (8, (8,), 4)  # ... the cells use the catalogue's d = 8
+    comparison = ch5.code_cells_vs_choice(stored, "smoke")
+    expected = np.full(S, 0.4) - np.asarray(validation)
+    assert comparison.difference.mean == pytest.approx(expected.mean())
+    results = dataclasses.replace(_results(base), stored=stored, code_key=ch5.code_choice(stored))
+    assert dict(ch5.check_claims(results).verdicts)[CODE_CLAIM] is holds
+    assert "(the few-shot cells' class models) vs d = 16" in ch5.verdicts_text(results)
+    assert f"on validation it is {phrase} the maps' choice" in ch5.findings_markdown(results)
+    # no stored map with the cells' experiment: a clear error naming it
+    missing = dataclasses.replace(stored, code_experiments={k: v for k, v in stored.code_experiments.items()
+                                                            if k[0] == 16})
+    with pytest.raises(ValueError, match="no code map has the experiment the few-shot cells use"):
+        ch5.code_cells_key(missing, "smoke")
 
 
 def test_maml_diagnosis_steps_one_at_a_time_at_both_step_sizes():
