@@ -199,7 +199,7 @@ def test_code_cells_against_the_maps_choice(capsys, validation, holds, phrase):
     stored = _with_second_code_map(base, validation)
     assert ch5.code_choice(stored) == (16, (8,), 4)  # the maps choose d = 16 ...
     assert ch5.code_cells_key(stored, "smoke") == (8, (8,), 4)  # ... the cells use the catalogue's d = 8
-    comparison = ch5.code_cells_vs_choice(stored, "smoke")
+    comparison = ch5.code_cells_vs_choice(stored, "smoke", ch5.code_choice(stored))
     expected = np.full(S, 0.4) - np.asarray(validation)
     assert comparison.difference.mean == pytest.approx(expected.mean())
     results = dataclasses.replace(_results(base), stored=stored, code_key=ch5.code_choice(stored))

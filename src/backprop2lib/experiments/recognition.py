@@ -408,10 +408,12 @@ def code_cells_key(stored: Stored, profile: str):
     return keys[0]
 
 
-def code_cells_vs_choice(stored: Stored, profile: str) -> Comparison:
-    """Validation accuracy (best setting) of the code map the cells use against the maps' choice, paired by seed."""
-    cells, chosen = stored.code_maps[code_cells_key(stored, profile)], stored.code_maps[code_choice(stored)]
-    return compare_seeds(code_validation(cells)[:, None], code_validation(chosen)[:, None], paired=True)
+def code_cells_vs_choice(stored: Stored, profile: str, chosen) -> Comparison:
+    """Validation accuracy (best setting) of the code map the cells use against the maps' choice ``chosen`` (the
+    key :func:`code_choice` gives), paired by seed."""
+    cells = stored.code_maps[code_cells_key(stored, profile)]
+    return compare_seeds(code_validation(cells)[:, None], code_validation(stored.code_maps[chosen])[:, None],
+                         paired=True)
 
 
 def code_map_table(stored: Stored) -> str:
@@ -713,7 +715,7 @@ def check_claims(results: Results) -> Claims:
     claims.check("The stored code few-shot cells use the code class models the validation maps choose, or ones "
                  "validation does not distinguish from them (paired by seed)",
                  cells_key == r.code_key
-                 or code_cells_vs_choice(s, r.settings.profile).verdict == "not distinguishable")
+                 or code_cells_vs_choice(s, r.settings.profile, r.code_key).verdict == "not distinguishable")
     claims.check("Every classifier of the data-efficiency table is scored on the same test images for every "
                  "(n, draw)", all(len(c["code_accuracy"]) == s.seeds for c in s.code_cells.values())
                  and set(s.method_cells) == set(s.code_cells))
@@ -738,8 +740,9 @@ def verdicts_text(results: Results) -> str:
         lines.append(f"{_code_label(key)}: last point of the training curve vs the one before: {code_plateau(rec)}")
     cells_key = code_cells_key(r.stored, r.settings.profile)
     if cells_key != r.code_key:
+        versus = code_cells_vs_choice(r.stored, r.settings.profile, r.code_key)
         lines.append(f"validation: {_code_label(cells_key)} (the few-shot cells' class models) vs "
-                     f"{_code_label(r.code_key)} (the maps' choice): {code_cells_vs_choice(r.stored, r.settings.profile)}")
+                     f"{_code_label(r.code_key)} (the maps' choice): {versus}")
     d = r.diagnosis
     a, b = d.accuracy[d.lrs[0]], d.accuracy[d.lrs[1]]
     lines.append(f"MAML, validation accuracy at its training step vs half of it: "
@@ -761,7 +764,7 @@ def _cells_text(r: Results) -> str:
     cells_key = code_cells_key(r.stored, r.settings.profile)
     if cells_key == r.code_key:
         return " The few-shot cells and the moved digits use these class models."
-    v = code_cells_vs_choice(r.stored, r.settings.profile)
+    v = code_cells_vs_choice(r.stored, r.settings.profile, r.code_key)
     return (f" The few-shot cells and the moved digits use {_code_label(cells_key)}, fixed before the maps ran "
             f"(test accuracy {_mean_text(r.stored.code_maps[cells_key]['test'])}); on validation it is {v.phrase} "
             f"the maps' choice (paired by seed).")
