@@ -132,7 +132,10 @@ def test_budget_plateau_held_out_effect_and_the_chosen_method():
     assert "| Reptile |" in table and "| MAML |" in table and "1,000 images" in table
     assert "held-out vs every pixel" in ch5.map_table(stored)
     findings = ch5.findings_markdown(_results(stored))
-    assert "still rose for MAML (1,000 → 3,000 images), Reptile 2-(20, 20)-1 (3,000 → 10,000 images);" in findings
+    assert ("Into the budget every map shares (3,000 images per class model), the best validation accuracy still "
+            "rose for MAML, Reptile 2-(20, 20)-1; these ran further: Reptile 2-(20, 20)-1 (to 10,000).") in findings
+    assert "to its largest it still rose for MAML (1,000 → 3,000 images, " in findings
+    assert "; Reptile 2-(20, 20)-1 (3,000 → 10,000 images, " in findings
     assert "higher best validation accuracy for 1 of the 3" in findings
     # the synthetic maps are best at their largest knob value: an end of the range, no sweet spot inside
     assert "lies inside the range for no method and at an end of it for Reptile (steps 5), MAML (steps 5)" in findings
@@ -173,6 +176,53 @@ def test_claims_and_verdicts_text(capsys):
     other = dataclasses.replace(results, full_method=("maml", (20,)))
     assert not dict(ch5.check_claims(other).verdicts)[
         "The stored full-parameter few-shot cells use the method and reconstructor the validation maps choose"]
+
+
+RISING_CLAIM = ("Every full-parameter map whose validation accuracy still rises into the budget all maps share runs "
+                "at least one budget further")
+
+
+def _extend(m, extra):
+    """``m`` run one budget further (10,000 images), where its best validation per seed is ``extra`` [S]."""
+    v = np.concatenate([m.validation, m.validation[:, -1:]], axis=1)
+    v[:, -1, 1, 0] = extra
+    v[:, -1, 1, 1] = extra
+    return dataclasses.replace(m, budgets=m.budgets + (10000,), validation=v,
+                               auroc=np.concatenate([m.auroc, m.auroc[:, -1:]], axis=1),
+                               seconds=np.ones((S, len(m.budgets) + 1)))
+
+
+def test_maps_still_rising_into_the_shared_budget_must_run_further():
+    stored = _stored(*(np.full((2, S, D), 0.5),) * 2, np.full((2, D), 0.5), np.full((2, D), 0.5))
+    maml = ("maml", (20,))
+    # MAML rises into the shared 3,000 (by 0.10/0.10/0.12) and stops there; Reptile 2-20-1 is flat
+    assert ch5.rise_into(stored) == [maml, CELLS] and ch5.unextended_rising(stored) == [maml]
+    assert ch5.rise(stored.method_maps[maml], 3000).difference.mean == pytest.approx(0.32 / 3)
+    with pytest.raises(ValueError, match="budget: expected one of"):
+        ch5.rise(stored.method_maps[maml], 1000)  # no budget before the first
+    assert not dict(ch5.check_claims(_results(stored)).verdicts)[RISING_CLAIM]
+    # run one budget further where it is flat: the claim holds, MAML no longer "still rises" at its largest
+    flat = dataclasses.replace(stored, method_maps={**stored.method_maps,
+                                                    maml: _extend(stored.method_maps[maml], [0.31, 0.34, 0.33])})
+    assert ch5.shared_budget(flat) == 3000 and ch5.unextended_rising(flat) == []
+    assert ch5.still_rising(flat) == [CELLS]  # the chosen one gains 0.01 on every seed
+    results = _results(flat)
+    assert dict(ch5.check_claims(results).verdicts)[RISING_CLAIM]
+    assert "MAML: 3,000 images vs the budget before: higher" in ch5.verdicts_text(results)
+    assert "MAML: largest budget (10,000) vs the one before: not distinguishable" in ch5.verdicts_text(results)
+    findings = ch5.findings_markdown(results)
+    assert "these ran further: MAML (to 10,000), Reptile 2-(20, 20)-1 (to 10,000)." in findings
+    assert "the most accurate on validation is still the chosen Reptile 2-(20, 20)-1." in findings
+    # further training that overtakes the chosen one is reported against it, paired by seed
+    overtakes = dataclasses.replace(stored, method_maps={
+        **stored.method_maps, maml: _extend(stored.method_maps[maml], [0.9, 0.92, 0.91])})
+    assert ch5.best_at_largest(overtakes) == maml
+    v = ch5.largest_budgets_vs_choice(overtakes, CELLS)
+    assert v.verdict == "higher" and v.difference.mean == pytest.approx(0.91 - 0.72)
+    results = _results(overtakes)
+    assert "MAML vs Reptile 2-(20, 20)-1 (chosen): higher" in ch5.verdicts_text(results)
+    assert "the most accurate on validation is MAML (" in ch5.findings_markdown(results)
+    assert "higher than the chosen Reptile 2-(20, 20)-1 (" in ch5.findings_markdown(results)
 
 
 CODE_CLAIM = ("The stored code few-shot cells use the code class models the validation maps choose, or ones "

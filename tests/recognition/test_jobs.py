@@ -12,6 +12,9 @@ from backprop2lib.recognition.tuning import MethodMap
 from backprop2lib.store import obtain
 
 
+CHOSEN = (catalogue.FULL_PARAMETER_METHOD, catalogue.FULL_PARAMETER_HIDDEN)
+
+
 def _kinds(specs):
     out = {}
     for s in specs:
@@ -42,9 +45,17 @@ def test_each_profile_has_its_jobs_and_configurations_round_trip(profile):
     # the cells' class models are meta-trained with the budget every map shares; their map runs one further
     shared = set.intersection(*(set(s.config["budgets"]) for s in kinds["method-map"]))
     assert all(s.config["budgets"] == [max(shared)] for s in kinds["method-cell"])
-    extended = [s for s in kinds["method-map"] if len(s.config["budgets"]) > len(shared)]
-    assert [(s.config["method"], tuple(s.config["hidden"])) for s in extended] == \
-        [(catalogue.FULL_PARAMETER_METHOD, catalogue.FULL_PARAMETER_HIDDEN)]
+    extended = {(s.config["method"], tuple(s.config["hidden"])): s.config["budgets"][len(shared):]
+                for s in kinds["method-map"] if len(s.config["budgets"]) > len(shared)}
+    extra = list(catalogue.EXTRA_BUDGETS[profile])
+    if profile == "smoke":  # only the chosen one (smoke lists no maps still rising)
+        assert extended == {CHOSEN: extra[:1]}
+    else:  # the chosen one, and the maps still rising into the shared budget, as many as listed
+        expected = {key: extra[:count] for key, count in catalogue.STILL_RISING.items()}
+        expected.setdefault(CHOSEN, extra[:1])
+        assert extended == expected
+        assert extended[("meta_sgd", (20,))] == extra[:2] and min(extra) > max(shared)
+    assert all(s.config["budgets"] == sorted(set(s.config["budgets"])) for s in kinds["method-map"])
     assert all(s.chapter == "05" and s.persist == (profile != "smoke") for s in specs)
     assert len({s.name for s in specs}) == len(specs)
     with pytest.raises(ValueError, match="profile"):

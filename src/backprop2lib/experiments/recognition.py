@@ -108,6 +108,7 @@ def scale_table(settings: Settings) -> str:
     no experiment to match)."""
     z, m = settings.sizes, settings.meta
     budgets = ", ".join(f"{b:,}" for b in z["budgets"])
+    extra = ", ".join(f"{b:,}" for b in catalogue.EXTRA_BUDGETS[settings.profile])
     codes = "; ".join(catalogue.code_experiment(settings.profile, d, hidden, fourier).reconstructor.describe()
                       for d, hidden, fourier in catalogue.code_map_variants(settings.profile))
     full = ", ".join(sorted({"2-" + "-".join(map(str, h)) + "-1" for _, h in
@@ -117,8 +118,9 @@ def scale_table(settings: Settings) -> str:
         ["inner loop", "SGD with line search until the terminator stops it",
          f"{m.inner_steps} steps (fixed or line search, as each method meta-trains); a knob when classifying"],
         ["meta-training", "1,000 meta-iterations (its default)",
-         f"budget curve: {budgets} images seen per class model (and {catalogue.EXTRA_BUDGET[settings.profile]:,} "
-         f"for the chosen full-parameter class models); code class models: {z['iterations']:,} meta-iterations "
+         f"budget curve: {budgets} images seen per class model, and further ({extra}) for the chosen "
+         f"full-parameter class models and the maps still rising into {z['budgets'][-1]:,}; code class models: "
+         f"{z['iterations']:,} meta-iterations "
          f"of {catalogue.code_experiment(settings.profile).training.meta_batch} images per class"],
         ["training seeds", "1", f"{z['seeds']}"],
         ["choosing settings", "by hand", f"on {z['validation_per_digit']} validation images per digit"],
@@ -239,6 +241,48 @@ def plateau(m: MethodMap) -> Comparison:
     """The best validation accuracy at the largest budget against the one before, paired by seed."""
     best = m.best_validation()
     return compare_seeds(best[:, -1:], best[:, -2:-1], paired=True)
+
+
+def rise(m: MethodMap, budget: int) -> Comparison:
+    """The best validation accuracy at ``budget`` against the budget before it, paired by seed."""
+    if budget not in m.budgets or m.budgets.index(budget) == 0:
+        raise ValueError(f"budget: expected one of {list(m.budgets[1:])} (a budget with one before it), got {budget}")
+    best, j = m.best_validation(), m.budgets.index(budget)
+    return compare_seeds(best[:, j:j + 1], best[:, j - 1:j], paired=True)
+
+
+def rise_into(stored: Stored, budget: int | None = None) -> list[tuple[str, tuple[int, ...]]]:
+    """The maps whose best validation accuracy still rises into ``budget`` (default: the budget every map shares)
+    from the budget before it (higher, paired by seed, 95%)."""
+    budget = shared_budget(stored) if budget is None else budget
+    return [k for k, m in stored.method_maps.items() if budget in m.budgets and rise(m, budget).verdict == "higher"]
+
+
+def unextended_rising(stored: Stored) -> list[tuple[str, tuple[int, ...]]]:
+    """The maps that still rise into the shared budget but stop there: the budget curve does not show whether
+    more training would change their verdict."""
+    b = shared_budget(stored)
+    return [k for k in rise_into(stored, b) if stored.method_maps[k].budgets[-1] == b]
+
+
+def still_rising(stored: Stored) -> list[tuple[str, tuple[int, ...]]]:
+    """The maps whose best validation accuracy still rises at their largest budget (:func:`plateau` higher)."""
+    return [k for k, m in stored.method_maps.items() if plateau(m).verdict == "higher"]
+
+
+def best_at_largest(stored: Stored) -> tuple[str, tuple[int, ...]]:
+    """The map with the best mean validation accuracy at its own largest budget (budgets differ: the maps that
+    rose run further; ties: the first listed)."""
+    keys = list(stored.method_maps)
+    return max(keys, key=lambda k: (float(np.nanmean(stored.method_maps[k].best_validation()[:, -1])),
+                                    -keys.index(k)))
+
+
+def largest_budgets_vs_choice(stored: Stored, chosen) -> Comparison:
+    """At each one's largest budget: the most accurate map (:func:`best_at_largest`) against the chosen one,
+    paired by seed (same seeds, same validation images)."""
+    a, b = stored.method_maps[best_at_largest(stored)], stored.method_maps[chosen]
+    return compare_seeds(a.best_validation()[:, -1:], b.best_validation()[:, -1:], paired=True)
 
 
 def best_method(stored: Stored) -> tuple[str, tuple[int, ...]]:
@@ -716,6 +760,8 @@ def check_claims(results: Results) -> Claims:
                  "validation does not distinguish from them (paired by seed)",
                  cells_key == r.code_key
                  or code_cells_vs_choice(s, r.settings.profile, r.code_key).verdict == "not distinguishable")
+    claims.check("Every full-parameter map whose validation accuracy still rises into the budget all maps share "
+                 "runs at least one budget further", not unextended_rising(s))
     claims.check("Every classifier of the data-efficiency table is scored on the same test images for every "
                  "(n, draw)", all(len(c["code_accuracy"]) == s.seeds for c in s.code_cells.values())
                  and set(s.method_cells) == set(s.code_cells))
@@ -733,9 +779,16 @@ def verdicts_text(results: Results) -> str:
     lines = []
     for (family, baseline, n), v in goal_verdicts(r.efficiency).items():
         lines.append(f"n = {n}: {family} vs {baseline}: {v}")
+    b = shared_budget(r.stored)
     for key, m in r.stored.method_maps.items():
-        lines.append(f"{_label(key)}: largest budget vs the one before: {plateau(m)}")
+        if m.budgets[-1] != b:
+            lines.append(f"{_label(key)}: {b:,} images vs the budget before: {rise(m, b)}")
+        lines.append(f"{_label(key)}: largest budget ({m.budgets[-1]:,}) vs the one before: {plateau(m)}")
         lines.append(f"{_label(key)}: held-out scoring vs every pixel scored: {held_out_effect(m)}")
+    top = best_at_largest(r.stored)
+    if top != r.full_method:
+        lines.append(f"validation at each one's largest budget: {_label(top)} vs {_label(r.full_method)} (chosen): "
+                     f"{largest_budgets_vs_choice(r.stored, r.full_method)}")
     for key, rec in r.stored.code_maps.items():
         lines.append(f"{_code_label(key)}: last point of the training curve vs the one before: {code_plateau(rec)}")
     cells_key = code_cells_key(r.stored, r.settings.profile)
@@ -796,13 +849,30 @@ def findings_markdown(results: Results) -> str:
     out.append(head + f": beating nearest class mean and 1-NN at every n of {', '.join(map(str, GOAL_SIZES))} "
                f"(training seeds: {s.seeds}, paired by draw, 95%).\n\n" + "\n".join(lines))
     # budgets
-    rising = [f"{_label(k)} ({m.budgets[-2]:,} → {m.budgets[-1]:,} images)" for k, m in s.method_maps.items()
-              if plateau(m).verdict == "higher"]
+    b = shared_budget(s)
+    into = rise_into(s, b)
+    further = [f"{_label(k)} (to {s.method_maps[k].budgets[-1]:,})" for k in into if s.method_maps[k].budgets[-1] > b]
+    rising = [f"{_label(k)} ({s.method_maps[k].budgets[-2]:,} → {s.method_maps[k].budgets[-1]:,} images, "
+              f"{_mean_text(s.method_maps[k].best_validation()[:, -2])} → "
+              f"{_mean_text(s.method_maps[k].best_validation()[:, -1])})" for k in still_rising(s)]
+    top = best_at_largest(s)
+    if top == r.full_method:
+        top_text = (f" At each map's largest budget the most accurate on validation is still the chosen "
+                    f"{_label(top)}.")
+    else:
+        v = largest_budgets_vs_choice(s, r.full_method)
+        top_text = (f" At each map's largest budget the most accurate on validation is {_label(top)} "
+                    f"({_mean_text(s.method_maps[top].best_validation()[:, -1])} at "
+                    f"{s.method_maps[top].budgets[-1]:,} images), {v.phrase} the chosen {_label(r.full_method)} "
+                    f"({_mean_text(s.method_maps[r.full_method].best_validation()[:, -1])} at "
+                    f"{s.method_maps[r.full_method].budgets[-1]:,}; paired by seed).")
     code_rising = [_code_label(k) for k, rec in s.code_maps.items() if code_plateau(rec).verdict == "higher"]
-    out.append(f"**Budget.** From each map's second-largest budget to its largest, the best validation accuracy "
-               f"still rose for {', '.join(rising) if rising else 'no full-parameter method'}; on the code class "
-               f"models' training curves the last gain was distinguishable from zero for "
-               f"{', '.join(code_rising) if code_rising else 'none'}.")
+    out.append(f"**Budget.** Into the budget every map shares ({b:,} images per class model), the best validation "
+               f"accuracy still rose for {', '.join(_label(k) for k in into) if into else 'no full-parameter method'}"
+               f"{'; these ran further: ' + ', '.join(further) if further else ''}. From each map's second-largest "
+               f"budget to its largest it still rose for {'; '.join(rising) if rising else 'no full-parameter method'}."
+               + top_text + f" On the code class models' training curves the last gain was distinguishable from "
+               f"zero for {', '.join(code_rising) if code_rising else 'none'}.")
     # held-out scoring
     effects = {_label(k): held_out_effect(m).verdict for k, m in s.method_maps.items()}
     counts = {v: sum(1 for x in effects.values() if x == v) for v in ("higher", "lower", "not distinguishable")}
