@@ -172,6 +172,20 @@ def test_claims_and_verdicts_text(capsys):
     assert verdicts[CODE_CLAIM]
     text = ch5.verdicts_text(results)
     assert "n = 1: code class models vs nearest class mean" in text and "MAML, validation accuracy" in text
+    # MAML's overshoot is named where its mean error peaks after the start, with that peak
+    d = results.diagnosis
+    path = d.errors[d.lrs[0]].mean(axis=1)
+    findings = ch5.findings_markdown(results)
+    k = int(np.argmax(path))
+    assert ("On the way it overshoots" in findings) == (k > 0)
+    if k > 0:
+        assert f"the error is {path[k]:.3f}, {path[k] / path[0]:.1f}× where it started." in findings
+    flat = dataclasses.replace(d, errors={lr: np.linspace(1.0, 0.1, path.size)[:, None] * np.ones((1, 2))
+                                          for lr in d.lrs})
+    assert "overshoots" not in ch5.findings_markdown(dataclasses.replace(results, diagnosis=flat))
+    over = dataclasses.replace(d, errors={lr: np.array([[1.0, 1.0], [2.0, 4.0], [0.5, 0.5]]) for lr in d.lrs})
+    assert "On the way it overshoots: after 1 step the error is 3.000, 3.0× where it started." in \
+        ch5.findings_markdown(dataclasses.replace(results, diagnosis=over))
     # a chapter whose maps chose another method than the stored cells' says so
     other = dataclasses.replace(results, full_method=("maml", (20,)))
     assert not dict(ch5.check_claims(other).verdicts)[

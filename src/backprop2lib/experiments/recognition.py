@@ -885,11 +885,16 @@ def findings_markdown(results: Results) -> str:
     trained, half = d.accuracy[d.lrs[0]], d.accuracy[d.lrs[1]]
     cmp = compare_seeds(trained[:, None], half[:, None], paired=True)
     steps = d.errors[d.lrs[0]].shape[0] - 1
+    path = d.errors[d.lrs[0]].mean(axis=1)  # mean error after 0..steps steps at its own step
+    k = int(np.argmax(path))
+    overshoot = (f" On the way it overshoots: after {k} step{'s' if k > 1 else ''} the error is {path[k]:.3f}, "
+                 f"{path[k] / path[0]:.1f}× where it started." if k > 0 else "")
     out.append(f"**MAML.** Its start is not a picture: before adapting, MAML's model of a {d.digit} has a "
                f"reconstruction error of {start:.3f} on its own digit, against {d.blank_error:.3f} for drawing "
                f"nothing. It is a launch point for the steps it was trained through. Its validation accuracy is "
                f"{_mean_text(trained)} when classified at the step it meta-trained with ({d.lrs[0]:g}) and "
-               f"{_mean_text(half)} at half that step: the first is {cmp.phrase} the second. After {steps} steps "
+               f"{_mean_text(half)} at half that step: the first is {cmp.phrase} the second.{overshoot} After "
+               f"{steps} steps "
                f"at its own step its error is {d.errors[d.lrs[0]][-1].mean():.3f}; at half the step, "
                f"{d.errors[d.lrs[1]][-1].mean():.3f}.")
     # backprop2's question: a setting between "adapt too freely" and "too little"?
