@@ -231,6 +231,11 @@ def test_maps_still_rising_into_the_shared_budget_must_run_further():
     overtakes = dataclasses.replace(stored, method_maps={
         **stored.method_maps, maml: _extend(stored.method_maps[maml], [0.9, 0.92, 0.91])})
     assert ch5.best_at_largest(overtakes) == maml
+    diverged = _extend(stored.method_maps[maml], [0.9] * S)
+    diverged.validation[:, -1] = np.nan  # every setting of every seed diverged at the largest budget
+    assert np.isnan(diverged.best_validation()[:, -1]).all()
+    assert ch5.best_at_largest(dataclasses.replace(stored, method_maps={**stored.method_maps, maml: diverged})) \
+        == CELLS  # a map with every seed diverged at its largest budget ranks last
     v = ch5.largest_budgets_vs_choice(overtakes, CELLS)
     assert v.verdict == "higher" and v.difference.mean == pytest.approx(0.91 - 0.72)
     results = _results(overtakes)

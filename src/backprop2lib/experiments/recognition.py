@@ -274,8 +274,13 @@ def best_at_largest(stored: Stored) -> tuple[str, tuple[int, ...]]:
     """The map with the best mean validation accuracy at its own largest budget (budgets differ: the maps that
     rose run further; ties: the first listed)."""
     keys = list(stored.method_maps)
-    return max(keys, key=lambda k: (float(np.nanmean(stored.method_maps[k].best_validation()[:, -1])),
-                                    -keys.index(k)))
+
+    def score(key):  # a map whose every seed diverged at its largest budget ranks last
+        values = stored.method_maps[key].best_validation()[:, -1]
+        values = values[np.isfinite(values)]
+        return float(values.mean()) if values.size else -math.inf
+
+    return max(keys, key=lambda k: (score(k), -keys.index(k)))
 
 
 def largest_budgets_vs_choice(stored: Stored, chosen) -> Comparison:
