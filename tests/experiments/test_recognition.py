@@ -192,10 +192,6 @@ def test_claims_and_verdicts_text(capsys):
         "The stored full-parameter few-shot cells use the method and reconstructor the validation maps choose"]
 
 
-RISING_CLAIM = ("Every full-parameter map whose validation accuracy still rises into the budget all maps share runs "
-                "at least one budget further")
-
-
 def _extend(m, extra):
     """``m`` run one budget further (10,000 images), where its best validation per seed is ``extra`` [S]."""
     v = np.concatenate([m.validation, m.validation[:, -1:]], axis=1)
@@ -214,14 +210,12 @@ def test_maps_still_rising_into_the_shared_budget_must_run_further():
     assert ch5.rise(stored.method_maps[maml], 3000).difference.mean == pytest.approx(0.32 / 3)
     with pytest.raises(ValueError, match="budget: expected one of"):
         ch5.rise(stored.method_maps[maml], 1000)  # no budget before the first
-    assert not dict(ch5.check_claims(_results(stored)).verdicts)[RISING_CLAIM]
     # run one budget further where it is flat: the claim holds, MAML no longer "still rises" at its largest
     flat = dataclasses.replace(stored, method_maps={**stored.method_maps,
                                                     maml: _extend(stored.method_maps[maml], [0.31, 0.34, 0.33])})
     assert ch5.shared_budget(flat) == 3000 and ch5.unextended_rising(flat) == []
     assert ch5.still_rising(flat) == [CELLS]  # the chosen one gains 0.01 on every seed
     results = _results(flat)
-    assert dict(ch5.check_claims(results).verdicts)[RISING_CLAIM]
     assert "MAML: 3,000 images vs the budget before: higher" in ch5.verdicts_text(results)
     assert "MAML: largest budget (10,000) vs the one before: not distinguishable" in ch5.verdicts_text(results)
     findings = ch5.findings_markdown(results)

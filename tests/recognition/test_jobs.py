@@ -54,7 +54,7 @@ def test_each_profile_has_its_jobs_and_configurations_round_trip(profile):
         expected = {key: extra[:count] for key, count in catalogue.STILL_RISING.items()}
         expected.setdefault(CHOSEN, extra[:1])
         assert extended == expected
-        assert extended[("meta_sgd", (20,))] == extra[:2] and min(extra) > max(shared)
+        assert min(extra) > max(shared)
     assert all(s.config["budgets"] == sorted(set(s.config["budgets"])) for s in kinds["method-map"])
     assert all(s.chapter == "05" and s.persist == (profile != "smoke") for s in specs)
     assert len({s.name for s in specs}) == len(specs)

@@ -765,8 +765,6 @@ def check_claims(results: Results) -> Claims:
                  "validation does not distinguish from them (paired by seed)",
                  cells_key == r.code_key
                  or code_cells_vs_choice(s, r.settings.profile, r.code_key).verdict == "not distinguishable")
-    claims.check("Every full-parameter map whose validation accuracy still rises into the budget all maps share "
-                 "runs at least one budget further", not unextended_rising(s))
     claims.check("Every classifier of the data-efficiency table is scored on the same test images for every "
                  "(n, draw)", all(len(c["code_accuracy"]) == s.seeds for c in s.code_cells.values())
                  and set(s.method_cells) == set(s.code_cells))
