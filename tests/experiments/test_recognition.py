@@ -293,6 +293,10 @@ def test_settings_follow_the_profile_and_reject_bad_values():
     smoke, paper = ch5.Settings.for_profile("smoke"), ch5.Settings.for_profile("paper")
     assert smoke.diagnosis_steps < paper.diagnosis_steps and paper.sizes == catalogue.SIZES["paper"]
     assert "10,000 images" not in ch5.scale_table(smoke) and "10,000" in ch5.scale_table(paper)
+    # the maps that run further are read off the catalogue, with their own budgets
+    further = "; ".join(f"{ch5._label(k)} to {', '.join(f'{b:,}' for b in catalogue.extra_budgets('paper', *k))}"
+                        for k in catalogue.method_map_variants("paper") if catalogue.extra_budgets("paper", *k))
+    assert f"further: {further};" in ch5.scale_table(paper) and "Reptile 2-(20, 20)-1 to 30,000" in further
     with pytest.raises(ValueError, match="rotate_degrees"):
         dataclasses.replace(paper, rotate_degrees=45.0)
     with pytest.raises(ValueError, match="collage_digit"):

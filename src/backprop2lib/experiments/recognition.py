@@ -108,7 +108,10 @@ def scale_table(settings: Settings) -> str:
     no experiment to match)."""
     z, m = settings.sizes, settings.meta
     budgets = ", ".join(f"{b:,}" for b in z["budgets"])
-    extra = ", ".join(f"{b:,}" for b in catalogue.EXTRA_BUDGETS[settings.profile])
+    p = settings.profile
+    further = "; ".join(f"{_label((method, tuple(hidden)))} to {', '.join(f'{b:,}' for b in extra)}"
+                        for method, hidden in catalogue.method_map_variants(p)
+                        if (extra := catalogue.extra_budgets(p, method, hidden)))
     codes = "; ".join(catalogue.code_experiment(settings.profile, d, hidden, fourier).reconstructor.describe()
                       for d, hidden, fourier in catalogue.code_map_variants(settings.profile))
     full = ", ".join(sorted({"2-" + "-".join(map(str, h)) + "-1" for _, h in
@@ -118,9 +121,8 @@ def scale_table(settings: Settings) -> str:
         ["inner loop", "SGD with line search until the terminator stops it",
          f"{m.inner_steps} steps (fixed or line search, as each method meta-trains); a knob when classifying"],
         ["meta-training", "1,000 meta-iterations (its default)",
-         f"budget curve: {budgets} images seen per class model, and further ({extra}) for the chosen "
-         f"full-parameter class models and the maps still rising into {z['budgets'][-1]:,}; code class models: "
-         f"{z['iterations']:,} meta-iterations "
+         f"budget curve: {budgets} images seen per class model; further: {further or 'none'}; code class "
+         f"models: {z['iterations']:,} meta-iterations "
          f"of {catalogue.code_experiment(settings.profile).training.meta_batch} images per class"],
         ["training seeds", "1", f"{z['seeds']}"],
         ["choosing settings", "by hand", f"on {z['validation_per_digit']} validation images per digit"],
@@ -239,8 +241,7 @@ def shared_budget(stored: Stored) -> int:
 
 def plateau(m: MethodMap) -> Comparison:
     """The best validation accuracy at the largest budget against the one before, paired by seed."""
-    best = m.best_validation()
-    return compare_seeds(best[:, -1:], best[:, -2:-1], paired=True)
+    return rise(m, m.budgets[-1])
 
 
 def rise(m: MethodMap, budget: int) -> Comparison:
