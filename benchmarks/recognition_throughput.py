@@ -31,6 +31,11 @@ on the held-out half), random class models (``CodeClassModels.initial``) for one
 three (30, as the stored cells score them), at several chunks; and with the search over 27 moves of the pictures
 (the moved-digits table's grid and settings, one seed).
 
+Pixel baselines (``--families baselines``, the classifiers chapter 5 compares against: ``catalogue.BASELINE_NAMES``
+from ``recognition.baselines.BASELINES``), fitted on n = 10 training images per digit (``pool.per_class(10,
+seed=0)``), then timed predicting the same test images; the ratio line says how many times more images per second
+each baseline classifies than the code class models (one seed, fastest chunk) in this run.
+
 Writes the tables to stdout and to benchmarks/results/recognition_throughput_<device>_<threads>t.md.
 This is a benchmark, not a test: it asserts that every classification is finite (``classify``
 raises on a diverged adaptation) and nothing about speed.
@@ -54,9 +59,10 @@ import torch
 from backprop2lib.data.mnist import bundled_split
 from backprop2lib.models.mlp import MLP
 from backprop2lib.recognition import catalogue
+from backprop2lib.recognition.baselines import BASELINES
 from backprop2lib.recognition.classifier import Classification, classify
 from backprop2lib.recognition.codes import CodeClassModels
-from backprop2lib.recognition.few_shot import code_scores
+from backprop2lib.recognition.few_shot import code_scores, pool_and_test
 from backprop2lib.recognition.images import images_to_tasks
 from backprop2lib.recognition.priors import ClassPriors
 from backprop2lib.runtime import describe_device, pick_device
@@ -70,7 +76,8 @@ ACTIVATION = "gaussian"
 SPLIT_SEED = 0
 VARIANCE, STRENGTH = 0.1, 0.01  # quadratic prior: σ², c
 PRIORS = ("initialisation", "quadratic")
-FAMILIES = ("full", "codes")
+FAMILIES = ("full", "codes", "baselines")
+BASELINE_TRAIN_PER_DIGIT = 10
 CODE_CHUNKS = (16, 64, 256)
 CODE_SEEDS = (1, 3)
 CHUNKS = (1, 2, 4, 8, 16, 64, 256)
@@ -285,6 +292,43 @@ def codes_table(rows: list[dict], experiment, full_rows: list[dict], args) -> st
     return "\n".join(out)
 
 
+def measure_baseline(name: str, train, images: torch.Tensor, rounds: int, device) -> dict:
+    """Seconds to fit baseline ``name`` on ``train`` (one timed fit after an untimed one) and to predict ``images`` (median over ``rounds``
+    timed calls after one untimed call)."""
+    BASELINES[name]().fit(train.pixels(), train.labels)  # untimed: the first fit imports scikit-learn
+    start = time.perf_counter()
+    fitted = BASELINES[name]().fit(train.pixels(), train.labels)
+    fit_s = time.perf_counter() - start
+    x = images.cpu()
+    fitted.predict(x[:2])
+
+    def call():
+        fitted.predict(x)
+
+    per_round = [time_per_call(call, repeats=1, warmup=0, rounds=1, device=device) for _ in range(rounds)]
+    seconds = statistics.median(per_round)
+    return dict(label=name, N=x.shape[0], fit_s=fit_s, seconds=seconds, rounds=per_round,
+                images_per_s=x.shape[0] / seconds)
+
+
+def baselines_table(rows: list[dict], code_rows: list[dict], args) -> str:
+    out = [f"## Pixel baselines: the first {args.images} test images", "",
+           f"Fitted on {BASELINE_TRAIN_PER_DIGIT} training images per digit (`pool.per_class("
+           f"{BASELINE_TRAIN_PER_DIGIT}, seed=0)`), on the CPU in float64 (numpy / scikit-learn), then predicting.", "",
+           "| baseline | fit seconds | images/s predicting | seconds | notes |",
+           "| --- | ---: | ---: | ---: | --- |"]
+    for r in rows:
+        out.append(f"| {r['label']} | {fmt_s(r['fit_s'])} | {r['images_per_s']:.3g} | {fmt_s(r['seconds'])} | "
+                   f"{fmt_rounds(r)} |")
+    one = [r for r in code_rows if r["classes"] == N_CLASSES and r["label"] == "as stored"]
+    if one and rows:
+        best_code = max(one, key=lambda r: r["images_per_s"])
+        ratios = "; ".join(f"{r['label']}: {r['images_per_s'] / best_code['images_per_s']:.3g}×" for r in rows)
+        out += ["", "Images/s predicting ÷ the code class models' (one seed, chunk "
+                f"{best_code['chunk']}, {best_code['images_per_s']:.3g} images/s) in this run: {ratios}."]
+    return "\n".join(out)
+
+
 # ------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -312,7 +356,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-full", action="store_true", help="skip the whole-test-split measurement")
     p.add_argument("--seed", type=int, default=0, help="seed of the random class starts (default 0)")
     p.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES),
-                   help="full-parameter class models, code class models, or both (default)")
+                   help="full-parameter class models, code class models, pixel baselines (default: all)")
     p.add_argument("--out", type=Path, default=None, help="Markdown results file "
                    "(default benchmarks/results/recognition_throughput_<device>_<threads>t.md; --quick: not written)")
     args = p.parse_args(argv)
@@ -387,6 +431,16 @@ def main(argv=None) -> int:
         code_rows.append(r)
         print(f"  codes + edit search: {r['images_per_s']:8.3g} images/s", flush=True)
 
+    baseline_rows = []
+    if "baselines" in args.families:
+        pool, _ = pool_and_test()
+        train = pool.per_class(BASELINE_TRAIN_PER_DIGIT, seed=0)
+        images = test.pixels()[:args.images]
+        for name in catalogue.BASELINE_NAMES:
+            r = measure_baseline(name, train, images, args.rounds, device)
+            baseline_rows.append(r)
+            print(f"  {name}: fit {fmt_s(r['fit_s'])}, {r['images_per_s']:8.3g} images/s predicting", flush=True)
+
     total = time.perf_counter() - started
     report = header(args, device, model, n_test, total, load) + "\n\n"
     if rows:
@@ -395,6 +449,8 @@ def main(argv=None) -> int:
         report += "\n" + full_table(full, rows, n_test, args) + "\n"
     if code_rows:
         report += "\n" + codes_table(code_rows, catalogue.code_experiment("paper"), full, args) + "\n"
+    if baseline_rows:
+        report += "\n" + baselines_table(baseline_rows, code_rows, args) + "\n"
     publish(report, name="recognition_throughput", out=args.out, quick=args.quick, device=device,
             threads=args.threads)
     return 0
