@@ -292,8 +292,8 @@ def codes_table(rows: list[dict], experiment, full_rows: list[dict], args) -> st
         lines = []
         for f in full_rows:
             lines.append(f"{lr_name(f['lr'])}, {f['method']}: {f['images_per_s'] / best_code['images_per_s']:.3g}×")
-        out += ["", f"Full-parameter class models ({args.steps} steps, the sweep's fastest chunk) ÷ code class models (one seed, "
-                "fastest chunk), images/s in this run: " + "; ".join(lines) + "."]
+        out += ["", f"Full-parameter class models ({args.steps} steps, the sweep's fastest chunk) ÷ code class "
+                "models (one seed, fastest chunk), images/s in this run: " + "; ".join(lines) + "."]
     return "\n".join(out)
 
 
