@@ -207,6 +207,7 @@ def test_maps_still_rising_into_the_shared_budget_must_run_further():
     maml = ("maml", (20,))
     # MAML rises into the shared 3,000 (by 0.10/0.10/0.12) and stops there; Reptile 2-20-1 is flat
     assert ch5.rise_into(stored) == [maml, CELLS] and ch5.unextended_rising(stored) == [maml]
+    assert not dict(ch5.check_claims(_results(stored)).verdicts)[ch5.RISING_CLAIM]  # MAML stops where it rises
     assert ch5.rise(stored.method_maps[maml], 3000).difference.mean == pytest.approx(0.32 / 3)
     with pytest.raises(ValueError, match="budget: expected one of"):
         ch5.rise(stored.method_maps[maml], 1000)  # no budget before the first
@@ -214,6 +215,7 @@ def test_maps_still_rising_into_the_shared_budget_must_run_further():
     flat = dataclasses.replace(stored, method_maps={**stored.method_maps,
                                                     maml: _extend(stored.method_maps[maml], [0.31, 0.34, 0.33])})
     assert ch5.shared_budget(flat) == 3000 and ch5.unextended_rising(flat) == []
+    assert dict(ch5.check_claims(_results(flat)).verdicts)[ch5.RISING_CLAIM]
     assert ch5.still_rising(flat) == [CELLS]  # the chosen one gains 0.01 on every seed
     results = _results(flat)
     assert "MAML: 3,000 images vs the budget before: higher" in ch5.verdicts_text(results)
@@ -236,6 +238,35 @@ def test_maps_still_rising_into_the_shared_budget_must_run_further():
     assert "MAML vs Reptile 2-(20, 20)-1 (chosen): higher" in ch5.verdicts_text(results)
     assert "the most accurate on validation is MAML (" in ch5.findings_markdown(results)
     assert "higher than the chosen Reptile 2-(20, 20)-1 (" in ch5.findings_markdown(results)
+
+
+def test_maps_trained_one_seed_per_job_join_into_the_map_of_one_job():
+    from backprop2lib.data.mnist import bundled_split
+    from backprop2lib.models.mlp import MLP
+    from backprop2lib.recognition.class_models import MetaSettings
+    from backprop2lib.recognition.tuning import tune_and_test
+
+    split = bundled_split()
+    model = MLP((2, 4, 1), activation="gaussian")
+    tiny = MetaSettings(iterations=3, meta_batch=2, inner_steps=2, outer_iterations=2, tasks_per_iteration=3)
+    few, validation, test = (split.train.per_class(3, seed=0), split.validation.per_class(1, seed=0),
+                             split.test.subset(slice(0, 12)))
+
+    def run(seeds):
+        return tune_and_test("reptile", model, few, validation, test, meta=tiny, budgets=(4, 6), seeds=seeds,
+                             knob_values=(0, 2), held_fractions=(0.0, 0.5))[0]
+    whole, parts = run((0, 1, 2)), [run((2,)), run((0,)), run((1,))]
+    joined = ch5.join_seeds(parts)  # in any order: stacked by seed
+    assert joined.seeds == whole.seeds and joined.chosen == whole.chosen
+    for name in ("validation", "auroc", "test"):
+        np.testing.assert_array_equal(getattr(joined, name), getattr(whole, name))
+    np.testing.assert_array_equal(joined.seconds[2], parts[0].seconds[0])  # each seed keeps its own timings
+    with pytest.raises(ValueError, match="seed appears twice"):
+        ch5.join_seeds([parts[1], parts[1]])
+    with pytest.raises(ValueError, match="budgets differs"):
+        ch5.join_seeds([parts[1], dataclasses.replace(parts[2], budgets=(4, 8))])
+    with pytest.raises(ValueError, match="at least one"):
+        ch5.join_seeds([])
 
 
 CODE_CLAIM = ("The stored code few-shot cells use the code class models the validation maps choose, or ones "

@@ -56,10 +56,31 @@ def test_each_profile_has_its_jobs_and_configurations_round_trip(profile):
         assert extended == expected
         assert min(extra) > max(shared)
     assert all(s.config["budgets"] == sorted(set(s.config["budgets"])) for s in kinds["method-map"])
+    # a map split by seed is one job per training seed, its configurations otherwise the same
+    maps = {}
+    for s in kinds["method-map"]:
+        maps.setdefault((s.config["method"], tuple(s.config["hidden"])), []).append(s)
+    for key, parts in maps.items():
+        assert sorted(seed for s in parts for seed in s.config["seeds"]) == list(range(z["seeds"]))
+        assert len(parts) == (z["seeds"] if catalogue.split_by_seed(profile, *key) else 1)
+        assert all({**s.config, "seeds": None} == {**parts[0].config, "seeds": None} for s in parts)
     assert all(s.chapter == "05" and s.persist == (profile != "smoke") for s in specs)
     assert len({s.name for s in specs}) == len(specs)
     with pytest.raises(ValueError, match="profile"):
         catalogue.trained_models("huge")
+
+
+def test_a_map_run_to_the_second_extra_budget_is_one_job_per_seed(monkeypatch):
+    def meta_sgd_maps():
+        return [s for s in catalogue.trained_models("paper")
+                if s.config["kind"] == "method-map" and s.config["method"] == "meta_sgd"]
+    monkeypatch.setitem(catalogue.STILL_RISING, ("meta_sgd", (20,)), 1)
+    assert [s.name for s in meta_sgd_maps()] == ["05-map-meta_sgd-20-paper"]
+    monkeypatch.setitem(catalogue.STILL_RISING, ("meta_sgd", (20,)), 2)
+    split = meta_sgd_maps()
+    assert [s.name for s in split] == [f"05-map-meta_sgd-20-seed{seed}-paper" for seed in range(3)]
+    assert [s.config["seeds"] for s in split] == [[0], [1], [2]]
+    assert all(s.config["budgets"] == [1000, 3000, 10_000, 30_000, 100_000] for s in split)
 
 
 def test_the_two_families_draw_the_same_training_images_per_cell():

@@ -163,16 +163,40 @@ def _priors_from(state: dict, record: dict) -> list[ClassPriors | None]:
     return out
 
 
+def join_seeds(maps: list[MethodMap]) -> MethodMap:
+    """One map from maps of the same method and settings trained on different seeds (the jobs of a map the
+    catalogue splits by seed), stacked along the seed axis in seed order."""
+    if not maps:
+        raise ValueError("maps: expected at least one map")
+    first = maps[0]
+    for m in maps[1:]:
+        for name in ("method", "knob", "budgets", "knob_values", "held_fractions"):
+            if getattr(m, name) != getattr(first, name):
+                raise ValueError(f"maps: {name} differs between the maps joined ({getattr(first, name)!r} and "
+                                 f"{getattr(m, name)!r})")
+    seeds = [s for m in maps for s in m.seeds]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"maps: a training seed appears twice ({seeds})")
+    order = sorted(range(len(seeds)), key=seeds.__getitem__)
+
+    def stacked(name):
+        return np.concatenate([getattr(m, name) for m in maps])[order]
+    chosen = [c for m in maps for c in m.chosen]
+    return MethodMap(first.method, first.knob, first.budgets, tuple(seeds[i] for i in order), first.knob_values,
+                     first.held_fractions, stacked("validation"), stacked("auroc"), stacked("seconds"),
+                     [chosen[i] for i in order], stacked("test"), [f for m in maps for f in m.failures])
+
+
 def load_stored(settings: Settings, *, device="cpu", log: Callable[[str], None] = print) -> Stored:
     """Every chapter 5 model of the profile: loaded when its stamp matches, otherwise trained now (saying so)."""
     maps, priors, cells, code_maps, code_models, experiments, code_cells, lines = {}, {}, {}, {}, {}, {}, {}, []
     for spec in catalogue.trained_models(settings.profile):
         stored = obtain(spec, log=lines.append, device=device)
         c, r = spec.config, stored.record
-        if c["kind"] == "method-map":
+        if c["kind"] == "method-map":  # a map split by seed comes as one job per seed: joined below
             key = (c["method"], tuple(c["hidden"]))
-            maps[key] = MethodMap.from_record(r["map"])
-            priors[key] = _priors_from(stored.state, r)
+            maps.setdefault(key, []).append(MethodMap.from_record(r["map"]))
+            priors.setdefault(key, []).append(_priors_from(stored.state, r))
         elif c["kind"] == "method-cell":
             cells[(c["n"], c["draw"])] = MethodMap.from_record(r["map"])
         elif c["kind"] == "code-map":
@@ -184,6 +208,10 @@ def load_stored(settings: Settings, *, device="cpu", log: Callable[[str], None] 
                                                e.training.beta)
         else:
             code_cells[(c["n"], c["draw"])] = r
+    for key, parts in maps.items():
+        maps[key] = join_seeds(parts)
+        by_seed = {seed: p for part, ps in zip(parts, priors[key]) for seed, p in zip(part.seeds, ps)}
+        priors[key] = [by_seed[seed] for seed in maps[key].seeds]
     for line in lines:
         log(line)
     return Stored(maps, priors, cells, code_maps, code_models, experiments, code_cells, lines,
@@ -753,6 +781,10 @@ def goal_verdicts(e: Efficiency) -> dict[tuple[str, str, int], Comparison]:
             for family in e.families for baseline in (NCM, KNN) for n in GOAL_SIZES if n in e.sizes}
 
 
+RISING_CLAIM = ("Every full-parameter map whose validation accuracy still rises into the budget all maps share runs "
+                "at least one budget further")
+
+
 def check_claims(results: Results) -> Claims:
     """The chapter's claims that hold at every scale it runs (what the measured verdicts are is printed by
     :func:`verdicts_text` and quoted from the run in the text)."""
@@ -766,6 +798,7 @@ def check_claims(results: Results) -> Claims:
                  "validation does not distinguish from them (paired by seed)",
                  cells_key == r.code_key
                  or code_cells_vs_choice(s, r.settings.profile, r.code_key).verdict == "not distinguishable")
+    claims.check(RISING_CLAIM, not unextended_rising(s))
     claims.check("Every classifier of the data-efficiency table is scored on the same test images for every "
                  "(n, draw)", all(len(c["code_accuracy"]) == s.seeds for c in s.code_cells.values())
                  and set(s.method_cells) == set(s.code_cells))

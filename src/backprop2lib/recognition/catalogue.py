@@ -44,13 +44,16 @@ EXTRA_BUDGETS = {"smoke": (8,), "paper": (30_000, 100_000), "full": (30_000, 100
 STILL_RISING: dict[tuple[str, tuple[int, ...]], int] = {
     ("meta_sgd", (20,)): 1,
     ("quadratic", (20,)): 1,
+    ("quartic", (20,)): 1,
     ("quadratic", (20, 20)): 1,
 }
 """Maps that run further than the shared budget because their best validation accuracy still rose into it, and
 how many of :data:`EXTRA_BUDGETS` each runs. The ``paper`` run of 2026-12-02 found Meta-SGD, quadratic and
 quartic (2-20-1) and quadratic 2-(20, 20)-1 still rising from 3,000 to 10,000 images (chapter 5 prints each rise).
-Quartic's run to 30,000 (about an hour at one thread) did not finish on 2026-12-03, so it is not listed yet;
-Meta-SGD still rose from 10,000 to 30,000 and would next run to 100,000 (about 170 CPU-minutes)."""
+Meta-SGD still rose from 10,000 to 30,000 (2026-12-03), so it is to run to 100,000 too: set its count to 2, which
+splits its map into one job per seed (:func:`split_by_seed`; each about 65 minutes at one thread). Seeds 0 and 1
+of that run are stored already (``trained/05-map-meta_sgd-20-seed{0,1}-paper``); the count becomes 2 when seed 2
+is too, so that the chapter never loads a map with a seed missing."""
 WIDER_METHODS = ("reptile", "quadratic")
 """Methods also mapped with the 2-(20, 20)-1 reconstructor."""
 CODE_DIMS = (2, 4, 8, 16, 32)
@@ -109,6 +112,19 @@ def model_name(n: int, draw: int, profile: str) -> str:
 
 def method_map_name(method: str, hidden: tuple[int, ...], profile: str) -> str:
     return f"{CHAPTER}-map-{method}-{'x'.join(map(str, hidden))}-{profile}"
+
+
+def method_map_seed_name(method: str, hidden: tuple[int, ...], seed: int, profile: str) -> str:
+    """The store name of one training seed's share of a map trained one seed per job
+    (:func:`split_by_seed`)."""
+    return f"{CHAPTER}-map-{method}-{'x'.join(map(str, hidden))}-seed{seed}-{profile}"
+
+
+def split_by_seed(profile: str, method: str, hidden: tuple[int, ...]) -> bool:
+    """Whether a map is trained one job per training seed: those that run to the second of
+    :data:`EXTRA_BUDGETS` (each seed then takes over an hour at one thread, so seeds train on separate cores
+    and each is stored as soon as it is done; chapter 5 joins them along the seed axis)."""
+    return len(extra_budgets(profile, method, hidden)) >= 2
 
 
 def method_cell_name(n: int, draw: int, profile: str) -> str:
@@ -176,6 +192,11 @@ def trained_models(profile: str) -> list[ModelSpec]:
                   **_tuning(profile, method)}
         # training time grows with the images seen over all budgets (each budget trains afresh)
         estimate = 1000 * len(hidden) * sum(budgets) / sum(z["budgets"])
+        if split_by_seed(profile, method, hidden):
+            specs += [ModelSpec(method_map_seed_name(method, hidden, seed, profile), CHAPTER, JOB,
+                                {**config, "seeds": [seed]}, estimate_s=round(estimate / len(config["seeds"])),
+                                persist=persist) for seed in config["seeds"]]
+            continue
         specs.append(ModelSpec(method_map_name(method, hidden, profile), CHAPTER, JOB, config,
                                estimate_s=5 if smoke else round(estimate), persist=persist))
     for n in z["sizes"]:
