@@ -240,35 +240,6 @@ def test_maps_still_rising_into_the_shared_budget_must_run_further():
     assert "higher than the chosen Reptile 2-(20, 20)-1 (" in ch5.findings_markdown(results)
 
 
-def test_maps_trained_one_seed_per_job_join_into_the_map_of_one_job():
-    from backprop2lib.data.mnist import bundled_split
-    from backprop2lib.models.mlp import MLP
-    from backprop2lib.recognition.class_models import MetaSettings
-    from backprop2lib.recognition.tuning import tune_and_test
-
-    split = bundled_split()
-    model = MLP((2, 4, 1), activation="gaussian")
-    tiny = MetaSettings(iterations=3, meta_batch=2, inner_steps=2, outer_iterations=2, tasks_per_iteration=3)
-    few, validation, test = (split.train.per_class(3, seed=0), split.validation.per_class(1, seed=0),
-                             split.test.subset(slice(0, 12)))
-
-    def run(seeds):
-        return tune_and_test("reptile", model, few, validation, test, meta=tiny, budgets=(4, 6), seeds=seeds,
-                             knob_values=(0, 2), held_fractions=(0.0, 0.5))[0]
-    whole, parts = run((0, 1, 2)), [run((2,)), run((0,)), run((1,))]
-    joined = ch5.join_seeds(parts)  # in any order: stacked by seed
-    assert joined.seeds == whole.seeds and joined.chosen == whole.chosen
-    for name in ("validation", "auroc", "test"):
-        np.testing.assert_array_equal(getattr(joined, name), getattr(whole, name))
-    np.testing.assert_array_equal(joined.seconds[2], parts[0].seconds[0])  # each seed keeps its own timings
-    with pytest.raises(ValueError, match="seed appears twice"):
-        ch5.join_seeds([parts[1], parts[1]])
-    with pytest.raises(ValueError, match="budgets differs"):
-        ch5.join_seeds([parts[1], dataclasses.replace(parts[2], budgets=(4, 8))])
-    with pytest.raises(ValueError, match="at least one"):
-        ch5.join_seeds([])
-
-
 CODE_CLAIM = ("The stored code few-shot cells use the code class models the validation maps choose, or ones "
               "validation does not distinguish from them (paired by seed)")
 

@@ -190,3 +190,25 @@ def test_a_meta_training_that_diverges_is_counted_not_fatal(split, few, monkeypa
     assert math.isnan(m.test[1]) and math.isnan(m.chosen[1][0])
     assert m.failures == ["seed 1, 4 images: inner loop blew up"]
     assert MethodMap.from_record(m.to_record()).failures == m.failures
+
+
+def test_maps_trained_one_seed_per_job_join_into_the_map_of_one_job(split, few):
+    from backprop2lib.experiments.recognition import join_seeds
+
+    validation, test = split.validation.per_class(1, seed=0), split.test.subset(slice(0, 12))
+
+    def run(seeds):
+        return tune_and_test("reptile", MODEL, few, validation, test, meta=TINY, budgets=(4, 6), seeds=seeds,
+                             knob_values=(0, 2), held_fractions=(0.0, 0.5))[0]
+    whole, parts = run((0, 1, 2)), [run((2,)), run((0,)), run((1,))]
+    joined = join_seeds(parts)  # in any order: stacked by seed
+    assert joined.seeds == whole.seeds and joined.chosen == whole.chosen
+    for name in ("validation", "auroc", "test"):
+        np.testing.assert_array_equal(getattr(joined, name), getattr(whole, name))
+    np.testing.assert_array_equal(joined.seconds[2], parts[0].seconds[0])  # each seed keeps its own timings
+    with pytest.raises(ValueError, match="seed appears twice"):
+        join_seeds([parts[1], parts[1]])
+    with pytest.raises(ValueError, match="budgets differs"):
+        join_seeds([parts[1], dataclasses.replace(parts[2], budgets=(4, 8))])
+    with pytest.raises(ValueError, match="at least one"):
+        join_seeds([])
