@@ -42,7 +42,7 @@ choose at the budget they all share (chapter 5 checks that they still do). Its m
 EXTRA_BUDGETS = {"smoke": (8,), "paper": (30_000, 100_000), "full": (30_000, 100_000)}
 """Budgets beyond the shared ones (images seen per class model), for the maps that run further."""
 STILL_RISING: dict[tuple[str, tuple[int, ...]], int] = {
-    ("meta_sgd", (20,)): 1,
+    ("meta_sgd", (20,)): 2,
     ("quadratic", (20,)): 1,
     ("quartic", (20,)): 1,
     ("quadratic", (20, 20)): 1,
@@ -50,10 +50,9 @@ STILL_RISING: dict[tuple[str, tuple[int, ...]], int] = {
 """Maps that run further than the shared budget because their best validation accuracy still rose into it, and
 how many of :data:`EXTRA_BUDGETS` each runs. The ``paper`` run of 2026-12-02 found Meta-SGD, quadratic and
 quartic (2-20-1) and quadratic 2-(20, 20)-1 still rising from 3,000 to 10,000 images (chapter 5 prints each rise).
-Meta-SGD still rose from 10,000 to 30,000 (2026-12-03), so it is to run to 100,000 too: set its count to 2, which
-splits its map into one job per seed (:func:`split_by_seed`; each about 65 minutes at one thread). Seeds 0 and 1
-of that run are stored already (``trained/05-map-meta_sgd-20-seed{0,1}-paper``); the count becomes 2 when seed 2
-is too, so that the chapter never loads a map with a seed missing."""
+Meta-SGD still rose from 10,000 to 30,000 (2026-12-03), so it runs to 100,000 too: its count of 2 splits its map
+into one job per seed (:func:`split_by_seed`; each about an hour at one thread), stored as
+``trained/05-map-meta_sgd-20-seed{0,1,2}-paper`` and joined along the seed axis when chapter 5 loads them."""
 WIDER_METHODS = ("reptile", "quadratic")
 """Methods also mapped with the 2-(20, 20)-1 reconstructor."""
 CODE_DIMS = (2, 4, 8, 16, 32)
@@ -110,14 +109,18 @@ def model_name(n: int, draw: int, profile: str) -> str:
     return f"{CHAPTER}-codes-n{n}-draw{draw}-{profile}"
 
 
+def _map_stem(method: str, hidden: tuple[int, ...]) -> str:
+    return f"{CHAPTER}-map-{method}-{'x'.join(map(str, hidden))}"
+
+
 def method_map_name(method: str, hidden: tuple[int, ...], profile: str) -> str:
-    return f"{CHAPTER}-map-{method}-{'x'.join(map(str, hidden))}-{profile}"
+    return f"{_map_stem(method, hidden)}-{profile}"
 
 
 def method_map_seed_name(method: str, hidden: tuple[int, ...], seed: int, profile: str) -> str:
     """The store name of one training seed's share of a map trained one seed per job
     (:func:`split_by_seed`)."""
-    return f"{CHAPTER}-map-{method}-{'x'.join(map(str, hidden))}-seed{seed}-{profile}"
+    return f"{_map_stem(method, hidden)}-seed{seed}-{profile}"
 
 
 def split_by_seed(profile: str, method: str, hidden: tuple[int, ...]) -> bool:
